@@ -1,0 +1,204 @@
+package gang
+
+import (
+	"sort"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+var keyA = Key{Namespace: "ns", Workload: "job", PodGroup: "workers", ReplicaKey: "0"}
+
+func pod(name, node string) *v1.Pod {
+	return &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID(name)},
+		Spec: v1.PodSpec{
+			NodeName:    node,
+			WorkloadRef: &v1.WorkloadReference{Name: "job", PodGroup: "workers", PodGroupReplicaKey: "0"},
+		},
+	}
+}
+
+// step is one event the index receives.
+type step struct {
+	observe   *v1.Pod
+	reserve   *v1.Pod
+	unreserve string
+	delete    string
+}
+
+func TestIndexCounts(t *testing.T) {
+	tests := []struct {
+		name  string
+		steps []step
+		want  Counts
+	}{
+		{
+			name:  "observed pods are present",
+			steps: []step{{observe: pod("a", "")}, {observe: pod("b", "")}},
+			want:  Counts{Present: 2},
+		},
+		{
+			name:  "observing the same pod twice counts it once",
+			steps: []step{{observe: pod("a", "")}, {observe: pod("a", "")}},
+			want:  Counts{Present: 1},
+		},
+		{
+			name:  "reserve then bind moves the member from reserved to bound",
+			steps: []step{{observe: pod("a", "")}, {reserve: pod("a", "")}, {observe: pod("a", "n1")}},
+			want:  Counts{Present: 1, Bound: 1},
+		},
+		{
+			name:  "reserve before the informer saw the pod adds it",
+			steps: []step{{reserve: pod("a", "")}, {observe: pod("a", "")}},
+			want:  Counts{Present: 1, Reserved: 1},
+		},
+		{
+			name:  "reserving twice counts once",
+			steps: []step{{reserve: pod("a", "")}, {reserve: pod("a", "")}},
+			want:  Counts{Present: 1, Reserved: 1},
+		},
+		{
+			name:  "unreserve releases the reservation",
+			steps: []step{{observe: pod("a", "")}, {reserve: pod("a", "")}, {unreserve: "a"}},
+			want:  Counts{Present: 1},
+		},
+		{
+			name:  "unreserve of a bound member keeps it bound",
+			steps: []step{{reserve: pod("a", "")}, {observe: pod("a", "n1")}, {unreserve: "a"}},
+			want:  Counts{Present: 1, Bound: 1},
+		},
+		{
+			name:  "a pod seen already bound is bound",
+			steps: []step{{observe: pod("a", "n1")}, {observe: pod("b", "")}},
+			want:  Counts{Present: 2, Bound: 1},
+		},
+		{
+			name:  "deleting a reserved member releases its reservation",
+			steps: []step{{observe: pod("a", "")}, {observe: pod("b", "")}, {reserve: pod("a", "")}, {delete: "a"}},
+			want:  Counts{Present: 1},
+		},
+		{
+			name:  "deleting a bound member",
+			steps: []step{{observe: pod("a", "n1")}, {observe: pod("b", "")}, {delete: "a"}},
+			want:  Counts{Present: 1},
+		},
+		{
+			name:  "deleting an unknown pod changes nothing",
+			steps: []step{{observe: pod("a", "")}, {delete: "zz"}},
+			want:  Counts{Present: 1},
+		},
+		{
+			name:  "unreserve after delete is harmless",
+			steps: []step{{reserve: pod("a", "")}, {observe: pod("b", "")}, {delete: "a"}, {unreserve: "a"}},
+			want:  Counts{Present: 1},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			x := NewIndex()
+			for _, s := range tc.steps {
+				switch {
+				case s.observe != nil:
+					x.ObservePod(keyA, s.observe)
+				case s.reserve != nil:
+					x.Reserve(keyA, s.reserve)
+				case s.unreserve != "":
+					x.Unreserve(keyA, types.UID(s.unreserve))
+				case s.delete != "":
+					x.DeletePod(keyA, types.UID(s.delete))
+				}
+			}
+			if got := x.Counts(keyA); got != tc.want {
+				t.Fatalf("counts = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestIndexDropsEmptyGangs(t *testing.T) {
+	x := NewIndex()
+	other := keyA
+	other.ReplicaKey = "1"
+	x.ObservePod(keyA, pod("a", ""))
+	x.Reserve(other, pod("b", ""))
+	if x.Len() != 2 || len(x.GangsOf(keyA.WorkloadKey())) != 2 {
+		t.Fatalf("want 2 gangs of one workload, got %d gangs, %v", x.Len(), x.GangsOf(keyA.WorkloadKey()))
+	}
+	x.DeletePod(keyA, "a")
+	x.DeletePod(other, "b")
+	if x.Len() != 0 || len(x.GangsOf(keyA.WorkloadKey())) != 0 || len(x.byWorkload) != 0 {
+		t.Fatalf("index not empty after every member left: %d gangs, %d workloads", x.Len(), len(x.byWorkload))
+	}
+}
+
+func TestIndexMembersByState(t *testing.T) {
+	x := NewIndex()
+	x.ObservePod(keyA, pod("pending", ""))
+	x.Reserve(keyA, pod("reserved", ""))
+	x.ObservePod(keyA, pod("bound", "n1"))
+
+	pending := x.PendingPods(keyA)
+	if len(pending) != 1 || pending["ns/pending"] == nil {
+		t.Errorf("PendingPods = %v, want only ns/pending", pending)
+	}
+	reserved := x.ReservedPods(keyA)
+	if len(reserved) != 1 || reserved[0] != "reserved" {
+		t.Errorf("ReservedPods = %v, want [reserved]", reserved)
+	}
+	if x.PendingPods(Key{}) != nil || x.ReservedPods(Key{}) != nil {
+		t.Errorf("an unknown gang has members")
+	}
+}
+
+func TestIndexGangsOfSeparatesWorkloads(t *testing.T) {
+	x := NewIndex()
+	k2 := Key{Namespace: "ns", Workload: "other", PodGroup: "workers"}
+	k3 := Key{Namespace: "ns2", Workload: "job", PodGroup: "workers"}
+	x.ObservePod(keyA, pod("a", ""))
+	x.ObservePod(k2, pod("b", ""))
+	x.ObservePod(k3, pod("c", ""))
+	got := x.GangsOf(WorkloadKey{Namespace: "ns", Name: "job"})
+	sort.Slice(got, func(i, j int) bool { return got[i].String() < got[j].String() })
+	if len(got) != 1 || got[0] != keyA {
+		t.Fatalf("GangsOf(ns/job) = %v, want [%v]", got, keyA)
+	}
+}
+
+func TestSetReasonReportsChangesOnly(t *testing.T) {
+	x := NewIndex()
+	x.ObservePod(keyA, pod("a", ""))
+	steps := []struct {
+		uid, reason string
+		want        bool
+	}{
+		{"a", "1/2 members present", true},
+		{"a", "1/2 members present", false},
+		{"a", "2/2 members present", true},
+		{"unknown", "whatever", true},
+		{"unknown", "whatever", true},
+	}
+	for i, s := range steps {
+		if got := x.SetReason(keyA, types.UID(s.uid), s.reason); got != s.want {
+			t.Fatalf("step %d: SetReason(%s, %q) = %v, want %v", i, s.uid, s.reason, got, s.want)
+		}
+	}
+}
+
+func TestKeyOf(t *testing.T) {
+	if _, ok := KeyOf(&v1.Pod{}); ok {
+		t.Fatalf("a pod without workloadRef has a gang key")
+	}
+	k, ok := KeyOf(pod("a", ""))
+	if !ok || k != keyA {
+		t.Fatalf("KeyOf = %v, %v; want %v", k, ok, keyA)
+	}
+	if got, want := keyA.String(), "ns/job/workers[0]"; got != want {
+		t.Fatalf("String = %q, want %q", got, want)
+	}
+	if got, want := (Key{Namespace: "ns", Workload: "job", PodGroup: "workers"}).String(), "ns/job/workers"; got != want {
+		t.Fatalf("String = %q, want %q", got, want)
+	}
+}

@@ -1,0 +1,211 @@
+package workloadcoscheduling
+
+import (
+	"context"
+	"fmt"
+
+	v1 "k8s.io/api/core/v1"
+	schedulingv1alpha1 "k8s.io/api/scheduling/v1alpha1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/util"
+
+	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
+)
+
+// EventsToRegister names the cluster events that can make a pod this plugin
+// rejected schedulable. The hints match only the pods concerned.
+//
+// The framework delivers Workload events only when the scheduler's own
+// GenericWorkload gate is on. The plugin does not depend on it: its own
+// informer handlers (watch) activate the pods concerned whatever the gate.
+func (pl *WorkloadCoscheduling) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
+	events := []fwk.ClusterEventWithHint{
+		// A new member can complete its gang's quorum.
+		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Add}, QueueingHintFn: isSchedulableAfterPodAdded},
+		// A member rejected at Permit can fit once capacity is freed or added.
+		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}, QueueingHintFn: isSchedulableAfterPodDeleted},
+		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAllocatable}},
+	}
+	// Registering a Workload event makes the framework start a Workload
+	// informer, which would never sync where the API is not served.
+	if pl.workloadsServed {
+		// The missing Workload, or the Workload recreated with the missing
+		// podGroup. Workloads are immutable, so updates change nothing.
+		events = append(events, fwk.ClusterEventWithHint{
+			Event: fwk.ClusterEvent{Resource: fwk.Workload, ActionType: fwk.Add}, QueueingHintFn: isSchedulableAfterWorkloadAdded})
+	}
+	return events, nil
+}
+
+func isSchedulableAfterPodAdded(logger klog.Logger, pod *v1.Pod, oldObj, newObj interface{}) (fwk.QueueingHint, error) {
+	_, added, err := util.As[*v1.Pod](oldObj, newObj)
+	if err != nil {
+		return fwk.Queue, err
+	}
+	key, ok := gang.KeyOf(pod)
+	if !ok {
+		return fwk.QueueSkip, nil
+	}
+	if addedKey, ok := gang.KeyOf(added); !ok || addedKey != key {
+		return fwk.QueueSkip, nil
+	}
+	logger.V(5).Info("A member of the pod's gang was added", "pod", klog.KObj(pod), "addedPod", klog.KObj(added), "gang", key)
+	return fwk.Queue, nil
+}
+
+func isSchedulableAfterPodDeleted(logger klog.Logger, pod *v1.Pod, oldObj, newObj interface{}) (fwk.QueueingHint, error) {
+	deleted, _, err := util.As[*v1.Pod](oldObj, newObj)
+	if err != nil {
+		return fwk.Queue, err
+	}
+	if deleted.Spec.NodeName == "" {
+		return fwk.QueueSkip, nil
+	}
+	logger.V(5).Info("A bound pod was deleted, freeing capacity", "pod", klog.KObj(pod), "deletedPod", klog.KObj(deleted))
+	return fwk.Queue, nil
+}
+
+func isSchedulableAfterWorkloadAdded(logger klog.Logger, pod *v1.Pod, oldObj, newObj interface{}) (fwk.QueueingHint, error) {
+	_, added, err := util.As[*schedulingv1alpha1.Workload](oldObj, newObj)
+	if err != nil {
+		return fwk.Queue, err
+	}
+	if ref := pod.Spec.WorkloadRef; ref == nil || pod.Namespace != added.Namespace || ref.Name != added.Name {
+		return fwk.QueueSkip, nil
+	}
+	logger.V(5).Info("The pod's Workload was added", "pod", klog.KObj(pod), "workload", klog.KObj(added))
+	return fwk.Queue, nil
+}
+
+// watch feeds the gang index from the scheduler's shared informers and wakes
+// the pods an event concerns. Waking goes through the index, after it was
+// updated, so a pod never misses the change that lets it in: the queue runs
+// PreEnqueue again on Activate, and reads the updated index.
+func (pl *WorkloadCoscheduling) watch(ctx context.Context) error {
+	logger := klog.FromContext(ctx)
+	podHandler := cache.FilteringResourceEventHandler{
+		FilterFunc: func(obj interface{}) bool {
+			pod := podFrom(obj)
+			return pod != nil && pod.Spec.WorkloadRef != nil
+		},
+		Handler: cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj interface{}) { pl.podAdded(logger, obj.(*v1.Pod)) },
+			UpdateFunc: func(_, obj interface{}) { pl.podUpdated(logger, obj.(*v1.Pod)) },
+			DeleteFunc: func(obj interface{}) { pl.podDeleted(podFrom(obj)) },
+		},
+	}
+	if _, err := pl.handle.SharedInformerFactory().Core().V1().Pods().Informer().AddEventHandler(podHandler); err != nil {
+		return fmt.Errorf("%s: watching pods: %w", Name, err)
+	}
+	if !pl.workloadsServed {
+		return nil
+	}
+	workloadHandler := cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj interface{}) { pl.workloadAdded(logger, obj.(*schedulingv1alpha1.Workload)) },
+		DeleteFunc: func(obj interface{}) {
+			if w := workloadFrom(obj); w != nil {
+				pl.workloadDeleted(logger, w)
+			}
+		},
+	}
+	if _, err := pl.handle.SharedInformerFactory().Scheduling().V1alpha1().Workloads().Informer().AddEventHandler(workloadHandler); err != nil {
+		return fmt.Errorf("%s: watching workloads: %w", Name, err)
+	}
+	return nil
+}
+
+func (pl *WorkloadCoscheduling) podAdded(logger klog.Logger, pod *v1.Pod) {
+	key, _ := gang.KeyOf(pod)
+	counts := pl.index.ObservePod(key, pod)
+	if pod.Spec.NodeName != "" {
+		pl.allowIfComplete(logger, pod, key, counts)
+		return
+	}
+	// Only the member that completes the quorum wakes the others, so a gang
+	// of n members costs one activation, not n.
+	policy, err := pl.resolver.Resolve(pod)
+	if err == nil && policy.IsGang() && counts.Present == int(policy.MinCount) {
+		pl.activate(logger, key, "gang quorum reached")
+	}
+}
+
+func (pl *WorkloadCoscheduling) podUpdated(logger klog.Logger, pod *v1.Pod) {
+	key, _ := gang.KeyOf(pod)
+	counts := pl.index.ObservePod(key, pod)
+	if pod.Spec.NodeName != "" {
+		pl.allowIfComplete(logger, pod, key, counts)
+	}
+}
+
+func (pl *WorkloadCoscheduling) podDeleted(pod *v1.Pod) {
+	if pod == nil {
+		return
+	}
+	if key, ok := gang.KeyOf(pod); ok {
+		pl.index.DeletePod(key, pod.UID)
+	}
+}
+
+// allowIfComplete lets the waiting members of a gang go when a bound member
+// the index learns of late (after a restart, say) completes the gang.
+func (pl *WorkloadCoscheduling) allowIfComplete(logger klog.Logger, pod *v1.Pod, key gang.Key, counts gang.Counts) {
+	if counts.Reserved == 0 {
+		return
+	}
+	if policy, err := pl.resolver.Resolve(pod); err == nil && counts.Placed() >= int(policy.MinCount) {
+		if allowed := pl.allowWaiting(key); allowed > 0 {
+			logger.V(3).Info("Gang completed by a bound member", "gang", key, "allowedWaiting", allowed)
+		}
+	}
+}
+
+func (pl *WorkloadCoscheduling) workloadAdded(logger klog.Logger, w *schedulingv1alpha1.Workload) {
+	for _, key := range pl.index.GangsOf(gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}) {
+		pl.activate(logger, key, "workload added")
+	}
+}
+
+// workloadDeleted rejects the members waiting at Permit: without their
+// Workload their gang can no longer be admitted, and they should not hold
+// nodes until their timeout.
+func (pl *WorkloadCoscheduling) workloadDeleted(logger klog.Logger, w *schedulingv1alpha1.Workload) {
+	for _, key := range pl.index.GangsOf(gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}) {
+		for _, uid := range pl.index.ReservedPods(key) {
+			if wp := pl.handle.GetWaitingPod(uid); wp != nil {
+				wp.Reject(Name, fmt.Sprintf("Workload %s/%s was deleted", w.Namespace, w.Name))
+				logger.V(3).Info("Rejected a waiting gang member: its Workload was deleted", "pod", klog.KObj(wp.GetPod()), "gang", key)
+			}
+		}
+	}
+}
+
+func (pl *WorkloadCoscheduling) activate(logger klog.Logger, key gang.Key, why string) {
+	if pods := pl.index.PendingPods(key); len(pods) > 0 {
+		logger.V(4).Info("Activating gang members", "gang", key, "reason", why, "pods", len(pods))
+		pl.handle.Activate(logger, pods)
+	}
+}
+
+func podFrom(obj interface{}) *v1.Pod {
+	switch t := obj.(type) {
+	case *v1.Pod:
+		return t
+	case cache.DeletedFinalStateUnknown:
+		pod, _ := t.Obj.(*v1.Pod)
+		return pod
+	}
+	return nil
+}
+
+func workloadFrom(obj interface{}) *schedulingv1alpha1.Workload {
+	switch t := obj.(type) {
+	case *schedulingv1alpha1.Workload:
+		return t
+	case cache.DeletedFinalStateUnknown:
+		w, _ := t.Obj.(*schedulingv1alpha1.Workload)
+		return w
+	}
+	return nil
+}

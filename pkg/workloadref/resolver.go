@@ -1,0 +1,95 @@
+// Package workloadref resolves a pod's spec.workloadRef to the gang it belongs
+// to and the scheduling policy of its podGroup, from the built-in
+// scheduling.k8s.io/v1alpha1 Workload API.
+package workloadref
+
+import (
+	"fmt"
+	"strings"
+
+	v1 "k8s.io/api/core/v1"
+	schedulingv1alpha1 "k8s.io/api/scheduling/v1alpha1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	schedulinglisters "k8s.io/client-go/listers/scheduling/v1alpha1"
+)
+
+// GroupVersion is the API that serves Workloads.
+const GroupVersion = "scheduling.k8s.io/v1alpha1"
+
+// Policy is how the pods of one podGroup are scheduled.
+type Policy struct {
+	// MinCount is the gang's quorum; 0 means the basic policy: the podGroup
+	// only groups its pods and each schedules on its own.
+	MinCount int32
+}
+
+// IsGang reports whether the pods are placed all-or-nothing.
+func (p Policy) IsGang() bool { return p.MinCount > 0 }
+
+// Reason says why a pod's reference cannot be resolved yet. The pod must wait
+// until the reason goes away (a Workload or podGroup is created); it is a
+// state of the cluster, not a failure of the scheduler.
+type Reason struct {
+	// Code is a short CamelCase word for events: WorkloadAPINotServed,
+	// WorkloadNotFound or PodGroupNotFound.
+	Code string
+	// Message names what is missing.
+	Message string
+}
+
+func (r *Reason) Error() string { return r.Message }
+
+// Resolver reads Workloads from an informer's cache.
+type Resolver struct {
+	// workloads is nil when the API server does not serve Workloads.
+	workloads schedulinglisters.WorkloadLister
+}
+
+// New returns a resolver; pass a nil lister when the API server does not
+// serve GroupVersion, and every reference then waits for it.
+func New(workloads schedulinglisters.WorkloadLister) *Resolver {
+	return &Resolver{workloads: workloads}
+}
+
+// Resolve returns the policy of the podGroup the pod references. A pod that
+// must wait gets a *Reason error; any other error is the cache's.
+func (r *Resolver) Resolve(pod *v1.Pod) (Policy, error) {
+	ref := pod.Spec.WorkloadRef
+	if r.workloads == nil {
+		return Policy{}, &Reason{Code: "WorkloadAPINotServed", Message: fmt.Sprintf(
+			"the API server does not serve %s Workloads, so Workload %q of spec.workloadRef cannot be read "+
+				"(the API server needs --feature-gates=GenericWorkload=true and --runtime-config=%s=true)",
+			GroupVersion, ref.Name, GroupVersion)}
+	}
+	workload, err := r.workloads.Workloads(pod.Namespace).Get(ref.Name)
+	if apierrors.IsNotFound(err) {
+		return Policy{}, &Reason{Code: "WorkloadNotFound", Message: fmt.Sprintf(
+			"Workload %q referenced by spec.workloadRef does not exist in namespace %q", ref.Name, pod.Namespace)}
+	}
+	if err != nil {
+		return Policy{}, fmt.Errorf("reading Workload %s/%s: %w", pod.Namespace, ref.Name, err)
+	}
+	return PolicyOf(workload, ref.PodGroup)
+}
+
+// PolicyOf returns the policy of the named podGroup of a Workload, or a
+// *Reason error naming the podGroup when the Workload has none of that name.
+func PolicyOf(workload *schedulingv1alpha1.Workload, podGroup string) (Policy, error) {
+	for i := range workload.Spec.PodGroups {
+		g := &workload.Spec.PodGroups[i]
+		if g.Name != podGroup {
+			continue
+		}
+		if g.Policy.Gang != nil {
+			return Policy{MinCount: g.Policy.Gang.MinCount}, nil
+		}
+		return Policy{}, nil
+	}
+	names := make([]string, len(workload.Spec.PodGroups))
+	for i := range workload.Spec.PodGroups {
+		names[i] = workload.Spec.PodGroups[i].Name
+	}
+	return Policy{}, &Reason{Code: "PodGroupNotFound", Message: fmt.Sprintf(
+		"Workload %q has no podGroup %q referenced by spec.workloadRef (its podGroups: %s)",
+		workload.Name, podGroup, strings.Join(names, ", "))}
+}
