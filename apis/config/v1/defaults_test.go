@@ -1,0 +1,74 @@
+package v1_test
+
+import (
+	"strings"
+	"testing"
+
+	"k8s.io/kubernetes/pkg/scheduler/apis/config"
+	"k8s.io/kubernetes/pkg/scheduler/apis/config/scheme"
+
+	internal "github.com/workload-coscheduling/workload-coscheduling/apis/config"
+	_ "github.com/workload-coscheduling/workload-coscheduling/apis/config/scheme"
+	configv1 "github.com/workload-coscheduling/workload-coscheduling/apis/config/v1"
+)
+
+// decodeArgs decodes a KubeSchedulerConfiguration the way kube-scheduler's
+// config loader does (strictly, defaulted, converted to internal) and returns
+// the WorkloadCoscheduling args of its first profile.
+func decodeArgs(t *testing.T, args string) (*internal.WorkloadCoschedulingArgs, error) {
+	t.Helper()
+	doc := `apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- schedulerName: workload-coscheduling
+  plugins:
+    multiPoint:
+      enabled:
+      - name: WorkloadCoscheduling
+  pluginConfig:
+  - name: WorkloadCoscheduling
+    args: ` + args + "\n"
+	obj, _, err := scheme.Codecs.UniversalDecoder().Decode([]byte(doc), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	cfg := obj.(*config.KubeSchedulerConfiguration)
+	for _, pc := range cfg.Profiles[0].PluginConfig {
+		if pc.Name == "WorkloadCoscheduling" {
+			return pc.Args.(*internal.WorkloadCoschedulingArgs), nil
+		}
+	}
+	t.Fatalf("no WorkloadCoscheduling args in %+v", cfg.Profiles[0].PluginConfig)
+	return nil, nil
+}
+
+func TestArgsDecoding(t *testing.T) {
+	tests := []struct {
+		name        string
+		args        string
+		wantTimeout int64
+		wantErr     string
+	}{
+		{name: "empty args take the default", args: "{}", wantTimeout: configv1.DefaultPermitWaitingTimeSeconds},
+		{name: "set value", args: "{permitWaitingTimeSeconds: 300}", wantTimeout: 300},
+		{name: "unknown field is refused", args: "{permitWaitingTime: 300}", wantErr: `unknown field "permitWaitingTime"`},
+		{name: "wrong type is refused", args: `{permitWaitingTimeSeconds: "soon"}`, wantErr: "permitWaitingTimeSeconds"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args, err := decodeArgs(t, tc.args)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error = %v, want one containing %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if args.PermitWaitingTimeSeconds != tc.wantTimeout {
+				t.Fatalf("permitWaitingTimeSeconds = %d, want %d", args.PermitWaitingTimeSeconds, tc.wantTimeout)
+			}
+		})
+	}
+}

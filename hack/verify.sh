@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Fails when the tree is not gofmt-clean, go vet finds something, go.mod/go.sum
+# are not tidy, or the generated code is stale.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+status=0
+fail() { echo "verify: $*" >&2; status=1; }
+
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+[ -z "$unformatted" ] || fail "gofmt would change: $unformatted (run gofmt -w)"
+
+go vet ./... || fail "go vet found problems"
+
+for mod in go.mod hack/tools/go.mod; do
+  dir=$(dirname "$mod")
+  # go mod tidy -diff prints what tidy would change and fails if anything.
+  (cd "$dir" && go mod tidy -diff) || fail "$mod is not tidy (run go mod tidy in $dir)"
+done
+
+generated() { find apis -name 'zz_generated.*' -exec sha256sum {} + | sort; }
+before=$(generated)
+hack/update-codegen.sh
+[ "$before" = "$(generated)" ] || fail "generated code was stale and has been regenerated: review and commit it"
+
+exit $status

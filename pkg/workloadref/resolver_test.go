@@ -1,0 +1,74 @@
+package workloadref
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	schedulingv1alpha1 "k8s.io/api/scheduling/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	schedulinglisters "k8s.io/client-go/listers/scheduling/v1alpha1"
+	"k8s.io/client-go/tools/cache"
+)
+
+func TestResolve(t *testing.T) {
+	workload := &schedulingv1alpha1.Workload{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "job"},
+		Spec: schedulingv1alpha1.WorkloadSpec{PodGroups: []schedulingv1alpha1.PodGroup{
+			{Name: "driver", Policy: schedulingv1alpha1.PodGroupPolicy{Basic: &schedulingv1alpha1.BasicSchedulingPolicy{}}},
+			{Name: "workers", Policy: schedulingv1alpha1.PodGroupPolicy{Gang: &schedulingv1alpha1.GangSchedulingPolicy{MinCount: 4}}},
+		}},
+	}
+	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	if err := indexer.Add(workload); err != nil {
+		t.Fatal(err)
+	}
+	served := New(schedulinglisters.NewWorkloadLister(indexer))
+
+	tests := []struct {
+		name         string
+		resolver     *Resolver
+		namespace    string
+		ref          v1.WorkloadReference
+		wantMinCount int32
+		wantCode     string
+		wantInMsg    []string
+	}{
+		{name: "gang", resolver: served, namespace: "ns", ref: v1.WorkloadReference{Name: "job", PodGroup: "workers"}, wantMinCount: 4},
+		{name: "basic", resolver: served, namespace: "ns", ref: v1.WorkloadReference{Name: "job", PodGroup: "driver"}},
+		{name: "missing Workload", resolver: served, namespace: "ns", ref: v1.WorkloadReference{Name: "nope", PodGroup: "workers"},
+			wantCode: "WorkloadNotFound", wantInMsg: []string{`"nope"`, `"ns"`}},
+		{name: "Workload of another namespace", resolver: served, namespace: "other", ref: v1.WorkloadReference{Name: "job", PodGroup: "workers"},
+			wantCode: "WorkloadNotFound", wantInMsg: []string{`"job"`, `"other"`}},
+		{name: "missing podGroup", resolver: served, namespace: "ns", ref: v1.WorkloadReference{Name: "job", PodGroup: "ps"},
+			wantCode: "PodGroupNotFound", wantInMsg: []string{`"ps"`, "driver, workers"}},
+		{name: "API not served", resolver: New(nil), namespace: "ns", ref: v1.WorkloadReference{Name: "job", PodGroup: "workers"},
+			wantCode: "WorkloadAPINotServed", wantInMsg: []string{GroupVersion, `"job"`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := tc.ref
+			pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: tc.namespace, Name: "p"}, Spec: v1.PodSpec{WorkloadRef: &ref}}
+			policy, err := tc.resolver.Resolve(pod)
+			if tc.wantCode == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				if policy.MinCount != tc.wantMinCount || policy.IsGang() != (tc.wantMinCount > 0) {
+					t.Fatalf("policy = %+v, want minCount %d", policy, tc.wantMinCount)
+				}
+				return
+			}
+			var reason *Reason
+			if !errors.As(err, &reason) || reason.Code != tc.wantCode {
+				t.Fatalf("error = %v, want a Reason with code %s", err, tc.wantCode)
+			}
+			for _, s := range tc.wantInMsg {
+				if !strings.Contains(reason.Message, s) {
+					t.Errorf("message %q does not contain %s", reason.Message, s)
+				}
+			}
+		})
+	}
+}
