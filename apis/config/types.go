@@ -13,4 +13,8 @@ type WorkloadCoschedulingArgs struct {
 	// PermitWaitingTimeSeconds is how long the reserved members of a gang wait
 	// at Permit for the rest of their gang before all of them are rejected.
 	PermitWaitingTimeSeconds int64
+
+	// PodGroupBackoffSeconds is how long a gang is held back after a failed
+	// attempt before its members are tried again; 0 turns the backoff off.
+	PodGroupBackoffSeconds int64
 }

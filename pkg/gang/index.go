@@ -2,6 +2,8 @@ package gang
 
 import (
 	"sync"
+	"sync/atomic"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -32,6 +34,9 @@ const (
 type member struct {
 	pod   *v1.Pod
 	state memberState
+	// rejected is set when a rollback rejected this member's reservation,
+	// so that its Unreserve does not roll the gang back once more.
+	rejected bool
 	// reason is the last waiting reason reported for this member, so that the
 	// same reason is not reported again on every requeue.
 	reason string
@@ -40,6 +45,18 @@ type member struct {
 type gang struct {
 	members map[types.UID]*member
 	counts  Counts
+	clock   *clock
+}
+
+// clock holds the times a gang is ordered and held back by. They are read on
+// the scheduling hot path (QueueSort) without a lock.
+type clock struct {
+	// queued is when the gang entered the queue, in Unix nanoseconds: the
+	// creation of its first member, or its last failed attempt.
+	queued atomic.Int64
+	// backoffUntil is when the gang may be tried again after a failed
+	// attempt, in Unix nanoseconds; zero when it is not backing off.
+	backoffUntil atomic.Int64
 }
 
 // Index holds every gang that has at least one member. It is safe for
@@ -48,6 +65,9 @@ type Index struct {
 	mu         sync.RWMutex
 	gangs      map[Key]*gang
 	byWorkload map[WorkloadKey]map[Key]struct{}
+	// clocks maps each Key in gangs to its *clock. It is written under mu
+	// and read without it.
+	clocks sync.Map
 }
 
 // NewIndex returns an empty index.
@@ -64,25 +84,28 @@ func NewIndex() *Index {
 func (x *Index) ObservePod(key Key, pod *v1.Pod) Counts {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	g := x.gangLocked(key)
+	g := x.gangLocked(key, pod)
 	m := g.memberLocked(pod)
 	m.pod = pod
 	if pod.Spec.NodeName != "" {
 		g.setState(m, stateBound)
+		m.rejected = false
 	}
 	return g.counts
 }
 
 // DeletePod forgets a member pod. It returns the gang's counts after the
-// change; a gang left with no members is dropped from the index.
-func (x *Index) DeletePod(key Key, uid types.UID) Counts {
+// change, and whether the member held a reservation that no rollback had
+// rejected yet; a gang left with no members is dropped from the index.
+func (x *Index) DeletePod(key Key, uid types.UID) (counts Counts, heldReservation bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	g, ok := x.gangs[key]
 	if !ok {
-		return Counts{}
+		return Counts{}, false
 	}
 	if m, ok := g.members[uid]; ok {
+		heldReservation = m.state == stateReserved && !m.rejected
 		g.setState(m, statePending)
 		delete(g.members, uid)
 		g.counts.Present--
@@ -90,7 +113,7 @@ func (x *Index) DeletePod(key Key, uid types.UID) Counts {
 	if len(g.members) == 0 {
 		x.dropLocked(key)
 	}
-	return g.counts
+	return g.counts, heldReservation
 }
 
 // Reserve records that a node was reserved for the member pod and returns the
@@ -99,23 +122,94 @@ func (x *Index) DeletePod(key Key, uid types.UID) Counts {
 func (x *Index) Reserve(key Key, pod *v1.Pod) Counts {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	g := x.gangLocked(key)
+	g := x.gangLocked(key, pod)
 	m := g.memberLocked(pod)
 	if m.state == statePending {
 		g.setState(m, stateReserved)
+		m.rejected = false
 	}
 	return g.counts
 }
 
-// Unreserve undoes Reserve for a member that was not bound.
-func (x *Index) Unreserve(key Key, uid types.UID) {
+// Unreserve undoes Reserve for a member that was not bound. It reports
+// whether the member held a reservation, and whether a rollback had rejected
+// it (then its release is part of that rollback, not a new failure).
+func (x *Index) Unreserve(key Key, uid types.UID) (wasReserved, byRollback bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if g, ok := x.gangs[key]; ok {
-		if m, ok := g.members[uid]; ok && m.state == stateReserved {
-			g.setState(m, statePending)
+	g, ok := x.gangs[key]
+	if !ok {
+		return false, false
+	}
+	m, ok := g.members[uid]
+	if !ok || m.state != stateReserved {
+		return false, false
+	}
+	g.setState(m, statePending)
+	byRollback = m.rejected
+	m.rejected = false
+	return true, byRollback
+}
+
+// StartRollback marks every member that holds a reservation and was not
+// rejected yet as rejected, and returns them: the caller rejects them, and
+// their Unreserve then knows it is part of this rollback.
+func (x *Index) StartRollback(key Key) []types.UID {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	g, ok := x.gangs[key]
+	if !ok {
+		return nil
+	}
+	var uids []types.UID
+	for uid, m := range g.members {
+		if m.state == stateReserved && !m.rejected {
+			m.rejected = true
+			uids = append(uids, uid)
 		}
 	}
+	return uids
+}
+
+// Fail records a failed attempt of the gang at now: it queues behind the
+// gangs that came since, and is held back until now+backoff.
+func (x *Index) Fail(key Key, now time.Time, backoff time.Duration) {
+	if c := x.clock(key); c != nil {
+		c.queued.Store(now.UnixNano())
+		if backoff > 0 {
+			c.backoffUntil.Store(now.Add(backoff).UnixNano())
+		}
+	}
+}
+
+// BackoffLeft returns how long the gang is still held back after a failed
+// attempt, or zero.
+func (x *Index) BackoffLeft(key Key, now time.Time) time.Duration {
+	c := x.clock(key)
+	if c == nil {
+		return 0
+	}
+	if left := time.Duration(c.backoffUntil.Load() - now.UnixNano()); left > 0 {
+		return left
+	}
+	return 0
+}
+
+// QueuedAt returns when the gang entered the queue (Unix nanoseconds): the
+// creation of its first member, or its last failed attempt. It takes no lock
+// and allocates nothing.
+func (x *Index) QueuedAt(key Key) (int64, bool) {
+	if c := x.clock(key); c != nil {
+		return c.queued.Load(), true
+	}
+	return 0, false
+}
+
+func (x *Index) clock(key Key) *clock {
+	if c, ok := x.clocks.Load(key); ok {
+		return c.(*clock)
+	}
+	return nil
 }
 
 // Counts returns the gang's counts; a gang with no members has zero counts.
@@ -202,10 +296,18 @@ func (x *Index) Len() int {
 	return len(x.gangs)
 }
 
-func (x *Index) gangLocked(key Key) *gang {
+// gangLocked returns the gang of key, creating it, queued at the creation of
+// its first member pod, if it has no members yet.
+func (x *Index) gangLocked(key Key, first *v1.Pod) *gang {
 	g, ok := x.gangs[key]
 	if !ok {
-		g = &gang{members: map[types.UID]*member{}}
+		g = &gang{members: map[types.UID]*member{}, clock: &clock{}}
+		created := first.CreationTimestamp.Time
+		if created.IsZero() {
+			created = time.Now()
+		}
+		g.clock.queued.Store(created.UnixNano())
+		x.clocks.Store(key, g.clock)
 		x.gangs[key] = g
 		wk := key.WorkloadKey()
 		if x.byWorkload[wk] == nil {
@@ -218,6 +320,7 @@ func (x *Index) gangLocked(key Key) *gang {
 
 func (x *Index) dropLocked(key Key) {
 	delete(x.gangs, key)
+	x.clocks.Delete(key)
 	wk := key.WorkloadKey()
 	delete(x.byWorkload[wk], key)
 	if len(x.byWorkload[wk]) == 0 {

@@ -3,6 +3,7 @@ package gang
 import (
 	"sort"
 	"testing"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -201,4 +202,80 @@ func TestKeyOf(t *testing.T) {
 	if got, want := (Key{Namespace: "ns", Workload: "job", PodGroup: "workers"}).String(), "ns/job/workers"; got != want {
 		t.Fatalf("String = %q, want %q", got, want)
 	}
+}
+
+func TestRollbackMarksOnlyLiveReservations(t *testing.T) {
+	x := NewIndex()
+	x.Reserve(keyA, pod("a", ""))
+	x.Reserve(keyA, pod("b", ""))
+	x.ObservePod(keyA, pod("c", ""))  // pending
+	x.ObservePod(keyA, pod("d", "n")) // bound
+
+	first := x.StartRollback(keyA)
+	sort.Slice(first, func(i, j int) bool { return first[i] < first[j] })
+	if len(first) != 2 || first[0] != "a" || first[1] != "b" {
+		t.Fatalf("first rollback rejects %v, want [a b]", first)
+	}
+	if again := x.StartRollback(keyA); len(again) != 0 {
+		t.Fatalf("a second rollback of the same attempt rejects %v again", again)
+	}
+	// The rejected members' Unreserve belongs to the rollback.
+	if was, byRollback := x.Unreserve(keyA, "a"); !was || !byRollback {
+		t.Fatalf("Unreserve(a) = %v, %v; want true, true", was, byRollback)
+	}
+	// A member reserved in the next attempt fails on its own.
+	x.Reserve(keyA, pod("a", ""))
+	if was, byRollback := x.Unreserve(keyA, "a"); !was || byRollback {
+		t.Fatalf("Unreserve(a) in a new attempt = %v, %v; want true, false", was, byRollback)
+	}
+	// Deleting a rejected member is no new failure; deleting a live one is.
+	if _, held := x.DeletePod(keyA, "b"); held {
+		t.Fatalf("deleting a member rejected by the rollback reports a live reservation")
+	}
+	x.Reserve(keyA, pod("c", ""))
+	if _, held := x.DeletePod(keyA, "c"); !held {
+		t.Fatalf("deleting a reserved member does not report its reservation")
+	}
+	if was, _ := x.Unreserve(keyA, "d"); was {
+		t.Fatalf("Unreserve of a bound member reports a reservation")
+	}
+}
+
+func TestClock(t *testing.T) {
+	x := NewIndex()
+	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := pod("a", "")
+	p.CreationTimestamp = metav1.NewTime(created)
+	if _, ok := x.QueuedAt(keyA); ok {
+		t.Fatalf("an unknown gang has a queue time")
+	}
+	x.ObservePod(keyA, p)
+	later := pod("b", "")
+	later.CreationTimestamp = metav1.NewTime(created.Add(time.Minute))
+	x.ObservePod(keyA, later)
+	if at, ok := x.QueuedAt(keyA); !ok || at != created.UnixNano() {
+		t.Fatalf("QueuedAt = %v, %v; want the first member's creation %v", at, ok, created.UnixNano())
+	}
+
+	now := created.Add(time.Hour)
+	if left := x.BackoffLeft(keyA, now); left != 0 {
+		t.Fatalf("backoff before any failure: %v", left)
+	}
+	x.Fail(keyA, now, 10*time.Second)
+	if at, _ := x.QueuedAt(keyA); at != now.UnixNano() {
+		t.Fatalf("QueuedAt after a failure = %v, want the failure time", at)
+	}
+	if left := x.BackoffLeft(keyA, now.Add(4*time.Second)); left != 6*time.Second {
+		t.Fatalf("BackoffLeft 4s into a 10s backoff = %v", left)
+	}
+	if left := x.BackoffLeft(keyA, now.Add(11*time.Second)); left != 0 {
+		t.Fatalf("BackoffLeft after the backoff = %v", left)
+	}
+
+	x.DeletePod(keyA, "a")
+	x.DeletePod(keyA, "b")
+	if _, ok := x.QueuedAt(keyA); ok {
+		t.Fatalf("the clock of a dropped gang is still there")
+	}
+	x.Fail(keyA, now, time.Second) // a failure of a gang that left is a no-op
 }

@@ -6,6 +6,8 @@
 package gang
 
 import (
+	"strings"
+
 	v1 "k8s.io/api/core/v1"
 )
 
@@ -48,4 +50,19 @@ func (k Key) String() string {
 type WorkloadKey struct {
 	Namespace string
 	Name      string
+}
+
+// Compare orders keys by namespace, workload, podGroup and replica key; it
+// returns -1, 0 or +1.
+func (k Key) Compare(o Key) int {
+	if c := strings.Compare(k.Namespace, o.Namespace); c != 0 {
+		return c
+	}
+	if c := strings.Compare(k.Workload, o.Workload); c != 0 {
+		return c
+	}
+	if c := strings.Compare(k.PodGroup, o.PodGroup); c != 0 {
+		return c
+	}
+	return strings.Compare(k.ReplicaKey, o.ReplicaKey)
 }

@@ -5,7 +5,9 @@ package workloadref
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	schedulingv1alpha1 "k8s.io/api/scheduling/v1alpha1"
@@ -16,11 +18,21 @@ import (
 // GroupVersion is the API that serves Workloads.
 const GroupVersion = "scheduling.k8s.io/v1alpha1"
 
+// PermitWaitingTimeAnnotation on a Workload overrides the plugin's
+// permitWaitingTimeSeconds for the gangs of that Workload.
+const PermitWaitingTimeAnnotation = "workload-coscheduling.io/permit-waiting-time-seconds"
+
+// MaxPermitWaitingTime is the scheduling framework's cap on any Permit wait.
+const MaxPermitWaitingTime = 15 * time.Minute
+
 // Policy is how the pods of one podGroup are scheduled.
 type Policy struct {
 	// MinCount is the gang's quorum; 0 means the basic policy: the podGroup
 	// only groups its pods and each schedules on its own.
 	MinCount int32
+	// PermitTimeout is the Workload's override of how long members wait at
+	// Permit; 0 when it has none (or an invalid one).
+	PermitTimeout time.Duration
 }
 
 // IsGang reports whether the pods are placed all-or-nothing.
@@ -69,7 +81,31 @@ func (r *Resolver) Resolve(pod *v1.Pod) (Policy, error) {
 	if err != nil {
 		return Policy{}, fmt.Errorf("reading Workload %s/%s: %w", pod.Namespace, ref.Name, err)
 	}
-	return PolicyOf(workload, ref.PodGroup)
+	policy, err := PolicyOf(workload, ref.PodGroup)
+	if err == nil {
+		policy.PermitTimeout, _ = PermitTimeoutOf(workload)
+	}
+	return policy, err
+}
+
+// PermitTimeoutOf reads the Workload's PermitWaitingTimeAnnotation. It returns
+// 0 when there is none or it is invalid, and clamps a value above the
+// framework's cap to the cap; in both cases problem says what was wrong, for
+// the user.
+func PermitTimeoutOf(workload *schedulingv1alpha1.Workload) (timeout time.Duration, problem string) {
+	value, ok := workload.Annotations[PermitWaitingTimeAnnotation]
+	if !ok {
+		return 0, ""
+	}
+	seconds, err := strconv.ParseInt(value, 10, 64)
+	if err != nil || seconds < 1 {
+		return 0, fmt.Sprintf("annotation %s=%q is not a whole number of seconds >= 1: it is ignored", PermitWaitingTimeAnnotation, value)
+	}
+	if seconds > int64(MaxPermitWaitingTime/time.Second) {
+		return MaxPermitWaitingTime, fmt.Sprintf("annotation %s=%q exceeds the scheduling framework's %v cap on Permit waits: %v is used",
+			PermitWaitingTimeAnnotation, value, MaxPermitWaitingTime, MaxPermitWaitingTime)
+	}
+	return time.Duration(seconds) * time.Second, ""
 }
 
 // PolicyOf returns the policy of the named podGroup of a Workload, or a

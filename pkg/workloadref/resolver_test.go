@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	schedulingv1alpha1 "k8s.io/api/scheduling/v1alpha1"
@@ -68,6 +69,32 @@ func TestResolve(t *testing.T) {
 				if !strings.Contains(reason.Message, s) {
 					t.Errorf("message %q does not contain %s", reason.Message, s)
 				}
+			}
+		})
+	}
+}
+
+func TestPermitTimeoutOf(t *testing.T) {
+	tests := []struct {
+		name        string
+		annotations map[string]string
+		want        time.Duration
+		wantProblem bool
+	}{
+		{name: "no annotation", want: 0},
+		{name: "valid", annotations: map[string]string{PermitWaitingTimeAnnotation: "120"}, want: 2 * time.Minute},
+		{name: "the cap itself", annotations: map[string]string{PermitWaitingTimeAnnotation: "900"}, want: 15 * time.Minute},
+		{name: "above the cap is clamped and said", annotations: map[string]string{PermitWaitingTimeAnnotation: "3600"}, want: 15 * time.Minute, wantProblem: true},
+		{name: "far above the cap does not overflow", annotations: map[string]string{PermitWaitingTimeAnnotation: "9223372036854775807"}, want: 15 * time.Minute, wantProblem: true},
+		{name: "zero is ignored and said", annotations: map[string]string{PermitWaitingTimeAnnotation: "0"}, want: 0, wantProblem: true},
+		{name: "not a number is ignored and said", annotations: map[string]string{PermitWaitingTimeAnnotation: "1m"}, want: 0, wantProblem: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &schedulingv1alpha1.Workload{ObjectMeta: metav1.ObjectMeta{Annotations: tc.annotations}}
+			got, problem := PermitTimeoutOf(w)
+			if got != tc.want || (problem != "") != tc.wantProblem {
+				t.Fatalf("PermitTimeoutOf = %v, %q; want %v, problem %v", got, problem, tc.want, tc.wantProblem)
 			}
 		})
 	}

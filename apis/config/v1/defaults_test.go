@@ -47,10 +47,12 @@ func TestArgsDecoding(t *testing.T) {
 		name        string
 		args        string
 		wantTimeout int64
+		wantBackoff int64
 		wantErr     string
 	}{
-		{name: "empty args take the default", args: "{}", wantTimeout: configv1.DefaultPermitWaitingTimeSeconds},
-		{name: "set value", args: "{permitWaitingTimeSeconds: 300}", wantTimeout: 300},
+		{name: "empty args take the defaults", args: "{}",
+			wantTimeout: configv1.DefaultPermitWaitingTimeSeconds, wantBackoff: configv1.DefaultPodGroupBackoffSeconds},
+		{name: "set values", args: "{permitWaitingTimeSeconds: 300, podGroupBackoffSeconds: 0}", wantTimeout: 300, wantBackoff: 0},
 		{name: "unknown field is refused", args: "{permitWaitingTime: 300}", wantErr: `unknown field "permitWaitingTime"`},
 		{name: "wrong type is refused", args: `{permitWaitingTimeSeconds: "soon"}`, wantErr: "permitWaitingTimeSeconds"},
 	}
@@ -66,8 +68,8 @@ func TestArgsDecoding(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if args.PermitWaitingTimeSeconds != tc.wantTimeout {
-				t.Fatalf("permitWaitingTimeSeconds = %d, want %d", args.PermitWaitingTimeSeconds, tc.wantTimeout)
+			if args.PermitWaitingTimeSeconds != tc.wantTimeout || args.PodGroupBackoffSeconds != tc.wantBackoff {
+				t.Fatalf("args = %+v, want permitWaitingTimeSeconds %d, podGroupBackoffSeconds %d", args, tc.wantTimeout, tc.wantBackoff)
 			}
 		})
 	}

@@ -16,4 +16,12 @@ type WorkloadCoschedulingArgs struct {
 	// any Permit wait at 15 minutes, so a longer value would be cut silently.
 	// +optional
 	PermitWaitingTimeSeconds *int64 `json:"permitWaitingTimeSeconds,omitempty"`
+
+	// PodGroupBackoffSeconds is how long a gang is held back after a failed
+	// attempt (a member that fits nowhere, a Permit timeout, a bind error)
+	// before its members are tried again, so that a gang that cannot fit does
+	// not take scheduling cycles from the others. Defaults to 10; 0 turns the
+	// backoff off. At most 3600.
+	// +optional
+	PodGroupBackoffSeconds *int64 `json:"podGroupBackoffSeconds,omitempty"`
 }

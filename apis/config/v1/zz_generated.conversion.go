@@ -36,6 +36,9 @@ func autoConvert_v1_WorkloadCoschedulingArgs_To_config_WorkloadCoschedulingArgs(
 	if err := metav1.Convert_Pointer_int64_To_int64(&in.PermitWaitingTimeSeconds, &out.PermitWaitingTimeSeconds, s); err != nil {
 		return err
 	}
+	if err := metav1.Convert_Pointer_int64_To_int64(&in.PodGroupBackoffSeconds, &out.PodGroupBackoffSeconds, s); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -46,6 +49,9 @@ func Convert_v1_WorkloadCoschedulingArgs_To_config_WorkloadCoschedulingArgs(in *
 
 func autoConvert_config_WorkloadCoschedulingArgs_To_v1_WorkloadCoschedulingArgs(in *config.WorkloadCoschedulingArgs, out *WorkloadCoschedulingArgs, s conversion.Scope) error {
 	if err := metav1.Convert_int64_To_Pointer_int64(&in.PermitWaitingTimeSeconds, &out.PermitWaitingTimeSeconds, s); err != nil {
+		return err
+	}
+	if err := metav1.Convert_int64_To_Pointer_int64(&in.PodGroupBackoffSeconds, &out.PodGroupBackoffSeconds, s); err != nil {
 		return err
 	}
 	return nil

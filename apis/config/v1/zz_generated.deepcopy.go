@@ -18,6 +18,11 @@ func (in *WorkloadCoschedulingArgs) DeepCopyInto(out *WorkloadCoschedulingArgs) 
 		*out = new(int64)
 		**out = **in
 	}
+	if in.PodGroupBackoffSeconds != nil {
+		in, out := &in.PodGroupBackoffSeconds, &out.PodGroupBackoffSeconds
+		*out = new(int64)
+		**out = **in
+	}
 	return
 }
 

@@ -14,6 +14,9 @@ import (
 // (15 minutes). A longer value would be cut without notice, so it is refused.
 const MaxPermitWaitingTimeSeconds = 15 * 60
 
+// MaxPodGroupBackoffSeconds bounds the backoff of a failed gang to an hour.
+const MaxPodGroupBackoffSeconds = 60 * 60
+
 // ValidateWorkloadCoschedulingArgs returns every invalid field of args, with
 // paths under path (the args' place in the configuration).
 func ValidateWorkloadCoschedulingArgs(path *field.Path, args *config.WorkloadCoschedulingArgs) field.ErrorList {
@@ -21,6 +24,10 @@ func ValidateWorkloadCoschedulingArgs(path *field.Path, args *config.WorkloadCos
 	if t := args.PermitWaitingTimeSeconds; t < 1 || t > MaxPermitWaitingTimeSeconds {
 		errs = append(errs, field.Invalid(path.Child("permitWaitingTimeSeconds"), t,
 			fmt.Sprintf("must be between 1 and %d (the scheduling framework caps Permit waits at 15 minutes)", MaxPermitWaitingTimeSeconds)))
+	}
+	if b := args.PodGroupBackoffSeconds; b < 0 || b > MaxPodGroupBackoffSeconds {
+		errs = append(errs, field.Invalid(path.Child("podGroupBackoffSeconds"), b,
+			fmt.Sprintf("must be between 0 (no backoff) and %d", MaxPodGroupBackoffSeconds)))
 	}
 	return errs
 }
