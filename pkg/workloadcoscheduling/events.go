@@ -12,6 +12,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/util"
 
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
+	"github.com/workload-coscheduling/workload-coscheduling/pkg/workloadref"
 )
 
 // EventsToRegister names the cluster events that can make a pod this plugin
@@ -93,7 +94,7 @@ func (pl *WorkloadCoscheduling) watch(ctx context.Context) error {
 		Handler: cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj interface{}) { pl.podAdded(logger, obj.(*v1.Pod)) },
 			UpdateFunc: func(_, obj interface{}) { pl.podUpdated(logger, obj.(*v1.Pod)) },
-			DeleteFunc: func(obj interface{}) { pl.podDeleted(podFrom(obj)) },
+			DeleteFunc: func(obj interface{}) { pl.podDeleted(logger, podFrom(obj)) },
 		},
 	}
 	if _, err := pl.handle.SharedInformerFactory().Core().V1().Pods().Informer().AddEventHandler(podHandler); err != nil {
@@ -104,6 +105,12 @@ func (pl *WorkloadCoscheduling) watch(ctx context.Context) error {
 	}
 	workloadHandler := cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj interface{}) { pl.workloadAdded(logger, obj.(*schedulingv1alpha1.Workload)) },
+		UpdateFunc: func(oldObj, newObj interface{}) {
+			old, w := oldObj.(*schedulingv1alpha1.Workload), newObj.(*schedulingv1alpha1.Workload)
+			if old.Annotations[workloadref.PermitWaitingTimeAnnotation] != w.Annotations[workloadref.PermitWaitingTimeAnnotation] {
+				pl.checkAnnotations(w)
+			}
+		},
 		DeleteFunc: func(obj interface{}) {
 			if w := workloadFrom(obj); w != nil {
 				pl.workloadDeleted(logger, w)
@@ -139,12 +146,24 @@ func (pl *WorkloadCoscheduling) podUpdated(logger klog.Logger, pod *v1.Pod) {
 	}
 }
 
-func (pl *WorkloadCoscheduling) podDeleted(pod *v1.Pod) {
+// podDeleted forgets a member. A member deleted while it held a reservation
+// leaves its gang unable to complete this attempt: the gang is rolled back,
+// and waits for a replacement.
+func (pl *WorkloadCoscheduling) podDeleted(logger klog.Logger, pod *v1.Pod) {
 	if pod == nil {
 		return
 	}
-	if key, ok := gang.KeyOf(pod); ok {
-		pl.index.DeletePod(key, pod.UID)
+	key, ok := gang.KeyOf(pod)
+	if !ok {
+		return
+	}
+	counts, heldReservation := pl.index.DeletePod(key, pod.UID)
+	if !heldReservation {
+		return
+	}
+	if policy, err := pl.resolver.Resolve(pod); err == nil && policy.IsGang() && counts.Bound < int(policy.MinCount) {
+		pl.rollback(klog.NewContext(context.Background(), logger), key,
+			fmt.Sprintf("gang %s rejected: member %s was deleted while it held a reservation", key, pod.Name))
 	}
 }
 
@@ -162,21 +181,27 @@ func (pl *WorkloadCoscheduling) allowIfComplete(logger klog.Logger, pod *v1.Pod,
 }
 
 func (pl *WorkloadCoscheduling) workloadAdded(logger klog.Logger, w *schedulingv1alpha1.Workload) {
+	pl.checkAnnotations(w)
 	for _, key := range pl.index.GangsOf(gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}) {
 		pl.activate(logger, key, "workload added")
 	}
 }
 
+// checkAnnotations tells the user, on the Workload, when its Permit timeout
+// annotation is ignored or clamped.
+func (pl *WorkloadCoscheduling) checkAnnotations(w *schedulingv1alpha1.Workload) {
+	if _, problem := workloadref.PermitTimeoutOf(w); problem != "" {
+		pl.handle.EventRecorder().Eventf(w, nil, v1.EventTypeWarning, "InvalidPermitWaitingTime", "Scheduling", problem)
+	}
+}
+
 // workloadDeleted rejects the members waiting at Permit: without their
 // Workload their gang can no longer be admitted, and they should not hold
-// nodes until their timeout.
+// nodes until their timeout. It is no failure of the gang: no backoff.
 func (pl *WorkloadCoscheduling) workloadDeleted(logger klog.Logger, w *schedulingv1alpha1.Workload) {
 	for _, key := range pl.index.GangsOf(gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}) {
-		for _, uid := range pl.index.ReservedPods(key) {
-			if wp := pl.handle.GetWaitingPod(uid); wp != nil {
-				wp.Reject(Name, fmt.Sprintf("Workload %s/%s was deleted", w.Namespace, w.Name))
-				logger.V(3).Info("Rejected a waiting gang member: its Workload was deleted", "pod", klog.KObj(wp.GetPod()), "gang", key)
-			}
+		if n := pl.rejectWaiting(key, fmt.Sprintf("Workload %s/%s was deleted", w.Namespace, w.Name)); n > 0 {
+			logger.V(3).Info("Rejected waiting gang members: their Workload was deleted", "gang", key, "rejected", n)
 		}
 	}
 }

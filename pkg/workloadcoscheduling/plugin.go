@@ -33,13 +33,19 @@ type WorkloadCoscheduling struct {
 	index         *gang.Index
 	resolver      *workloadref.Resolver
 	permitTimeout time.Duration
+	backoff       time.Duration
 	// workloadsServed is whether the API server serves Workloads; when it
 	// does not, the plugin neither watches nor waits for them.
 	workloadsServed bool
+	// now is the clock; tests of the pure logic may replace it.
+	now func() time.Time
 }
 
 var (
+	_ fwk.QueueSortPlugin   = &WorkloadCoscheduling{}
 	_ fwk.PreEnqueuePlugin  = &WorkloadCoscheduling{}
+	_ fwk.PreFilterPlugin   = &WorkloadCoscheduling{}
+	_ fwk.PostFilterPlugin  = &WorkloadCoscheduling{}
 	_ fwk.ReservePlugin     = &WorkloadCoscheduling{}
 	_ fwk.PermitPlugin      = &WorkloadCoscheduling{}
 	_ fwk.EnqueueExtensions = &WorkloadCoscheduling{}
@@ -68,7 +74,9 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 		index:           gang.NewIndex(),
 		resolver:        workloadref.New(workloads),
 		permitTimeout:   time.Duration(args.PermitWaitingTimeSeconds) * time.Second,
+		backoff:         time.Duration(args.PodGroupBackoffSeconds) * time.Second,
 		workloadsServed: served,
+		now:             time.Now,
 	}
 	if err := pl.watch(ctx); err != nil {
 		return nil, err
@@ -78,7 +86,10 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 
 func argsFrom(obj runtime.Object) (*config.WorkloadCoschedulingArgs, error) {
 	if obj == nil {
-		return &config.WorkloadCoschedulingArgs{PermitWaitingTimeSeconds: configv1.DefaultPermitWaitingTimeSeconds}, nil
+		return &config.WorkloadCoschedulingArgs{
+			PermitWaitingTimeSeconds: configv1.DefaultPermitWaitingTimeSeconds,
+			PodGroupBackoffSeconds:   configv1.DefaultPodGroupBackoffSeconds,
+		}, nil
 	}
 	args, ok := obj.(*config.WorkloadCoschedulingArgs)
 	if !ok {
@@ -113,7 +124,8 @@ func workloadAPIServed(handle fwk.Handle) (bool, error) {
 func (pl *WorkloadCoscheduling) Name() string { return Name }
 
 // PreEnqueue keeps a pod out of the active queue while its Workload or
-// podGroup is missing, or while its gang has fewer than minCount members.
+// podGroup is missing, while its gang has fewer than minCount members, or
+// while its gang backs off after a failed attempt.
 func (pl *WorkloadCoscheduling) PreEnqueue(ctx context.Context, pod *v1.Pod) *fwk.Status {
 	key, ok := gang.KeyOf(pod)
 	if !ok {
@@ -123,10 +135,29 @@ func (pl *WorkloadCoscheduling) PreEnqueue(ctx context.Context, pod *v1.Pod) *fw
 	if status != nil || !policy.IsGang() {
 		return status
 	}
+	if status := pl.gangReady(key, policy); status != nil {
+		pl.tellWaiting(pod, key, v1.EventTypeNormal, status.reason, status.Message())
+		return status.Status
+	}
+	return nil
+}
+
+// waitStatus is a status that keeps a gang member waiting, with the reason
+// of the event that tells the user.
+type waitStatus struct {
+	*fwk.Status
+	reason string
+}
+
+// gangReady says why the gang cannot be tried now (quorum or backoff), or nil.
+func (pl *WorkloadCoscheduling) gangReady(key gang.Key, policy workloadref.Policy) *waitStatus {
 	if present := pl.index.Counts(key).Present; present < int(policy.MinCount) {
-		msg := fmt.Sprintf("waiting for the members of gang %s: %d/%d present", key, present, policy.MinCount)
-		pl.tellWaiting(pod, key, v1.EventTypeNormal, "WaitingForGangMembers", msg)
-		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
+		return &waitStatus{reason: "WaitingForGangMembers", Status: fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
+			fmt.Sprintf("waiting for the members of gang %s: %d/%d present", key, present, policy.MinCount))}
+	}
+	if left := pl.index.BackoffLeft(key, pl.now()); left > 0 {
+		return &waitStatus{reason: "GangBackoff", Status: fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
+			fmt.Sprintf("gang %s is backing off for %v after a failed attempt", key, pl.backoff))}
 	}
 	return nil
 }
@@ -154,6 +185,89 @@ func (pl *WorkloadCoscheduling) tellWaiting(pod *v1.Pod, key gang.Key, eventType
 	}
 }
 
+// PreFilter turns a gang member away before any node is looked at when its
+// gang cannot be tried now: a sibling's failure started a backoff while this
+// member was already in the queue, or members were deleted since it entered.
+func (pl *WorkloadCoscheduling) PreFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+	key, ok := gang.KeyOf(pod)
+	if !ok {
+		return nil, nil
+	}
+	policy, err := pl.resolver.Resolve(pod)
+	if err != nil {
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
+	}
+	if !policy.IsGang() {
+		return nil, nil
+	}
+	if status := pl.gangReady(key, policy); status != nil {
+		return nil, status.Status
+	}
+	return nil, nil
+}
+
+// PreFilterExtensions returns nil: the plugin has no AddPod/RemovePod logic.
+func (pl *WorkloadCoscheduling) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
+
+// PostFilter runs when a gang member fits no node. The gang cannot complete
+// in this attempt, so its members that wait at Permit are rejected at once,
+// releasing their nodes, and the gang backs off.
+func (pl *WorkloadCoscheduling) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
+	key, ok := gang.KeyOf(pod)
+	if !ok {
+		return nil, fwk.NewStatus(fwk.Unschedulable)
+	}
+	policy, err := pl.resolver.Resolve(pod)
+	if err != nil || !policy.IsGang() {
+		return nil, fwk.NewStatus(fwk.Unschedulable)
+	}
+	if status := pl.gangReady(key, policy); status != nil {
+		// Turned away by PreFilter, which said why: this is not a new failure.
+		return nil, fwk.NewStatus(fwk.Unschedulable)
+	}
+	if counts := pl.index.Counts(key); counts.Bound >= int(policy.MinCount) {
+		// The gang is admitted; a member beyond minCount that does not fit
+		// waits like any pod, without touching its siblings.
+		return nil, fwk.NewStatus(fwk.Unschedulable)
+	}
+	msg := pl.rollback(ctx, key, fmt.Sprintf("gang %s rejected: member %s does not fit on any node", key, pod.Name))
+	return nil, fwk.NewStatus(fwk.Unschedulable, msg)
+}
+
+// rollback ends a failed attempt of a gang: the members waiting at Permit are
+// rejected (only this gang's, found through the index), the gang queues
+// behind the gangs that came since, and it backs off, after which one
+// activation wakes its members together. It returns the message the members
+// were rejected with: why, and for how long the gang backs off.
+func (pl *WorkloadCoscheduling) rollback(ctx context.Context, key gang.Key, why string) string {
+	logger := klog.FromContext(ctx)
+	msg := why
+	if pl.backoff > 0 {
+		msg = fmt.Sprintf("%s; backing off for %v", why, pl.backoff)
+	}
+	rejected := pl.rejectWaiting(key, msg)
+	pl.index.Fail(key, pl.now(), pl.backoff)
+	logger.V(2).Info("Gang attempt failed, rolled back", "gang", key, "rejectedWaiting", rejected, "backoff", pl.backoff, "reason", msg)
+	if pl.backoff > 0 {
+		time.AfterFunc(pl.backoff, func() { pl.activate(logger, key, "backoff over") })
+	}
+	return msg
+}
+
+// rejectWaiting rejects the gang's members that wait at Permit, marking them
+// in the index so that their Unreserve does not roll the gang back again. It
+// returns how many it rejected.
+func (pl *WorkloadCoscheduling) rejectWaiting(key gang.Key, msg string) int {
+	rejected := 0
+	for _, uid := range pl.index.StartRollback(key) {
+		if wp := pl.handle.GetWaitingPod(uid); wp != nil {
+			wp.Reject(Name, msg)
+			rejected++
+		}
+	}
+	return rejected
+}
+
 // Reserve counts the pod as placed in its gang.
 func (pl *WorkloadCoscheduling) Reserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) *fwk.Status {
 	if key, ok := gang.KeyOf(pod); ok {
@@ -162,11 +276,23 @@ func (pl *WorkloadCoscheduling) Reserve(_ context.Context, _ fwk.CycleState, pod
 	return nil
 }
 
-// Unreserve takes back the pod's reservation.
-func (pl *WorkloadCoscheduling) Unreserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) {
-	if key, ok := gang.KeyOf(pod); ok {
-		pl.index.Unreserve(key, pod.UID)
+// Unreserve takes back the pod's reservation. When a member fails after it
+// reserved (Permit timeout, rejection, bind error), the gang cannot complete
+// in this attempt: it is rolled back like in PostFilter, once per attempt.
+func (pl *WorkloadCoscheduling) Unreserve(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) {
+	key, ok := gang.KeyOf(pod)
+	if !ok {
+		return
 	}
+	wasReserved, byRollback := pl.index.Unreserve(key, pod.UID)
+	if !wasReserved || byRollback {
+		return
+	}
+	policy, err := pl.resolver.Resolve(pod)
+	if err == nil && (!policy.IsGang() || pl.index.Counts(key).Bound >= int(policy.MinCount)) {
+		return
+	}
+	pl.rollback(ctx, key, fmt.Sprintf("gang %s rejected: member %s failed after it was reserved", key, pod.Name))
 }
 
 // Permit holds a gang member until minCount members of its gang are reserved
@@ -187,8 +313,12 @@ func (pl *WorkloadCoscheduling) Permit(ctx context.Context, _ fwk.CycleState, po
 	logger := klog.FromContext(ctx)
 	counts := pl.index.Counts(key)
 	if counts.Placed() < int(policy.MinCount) {
-		logger.V(4).Info("Gang member waits for its gang", "pod", klog.KObj(pod), "gang", key, "placed", counts.Placed(), "minCount", policy.MinCount)
-		return fwk.NewStatus(fwk.Wait, fmt.Sprintf("waiting for gang %s: %d/%d members placed", key, counts.Placed(), policy.MinCount)), pl.permitTimeout
+		timeout := pl.permitTimeout
+		if policy.PermitTimeout > 0 {
+			timeout = policy.PermitTimeout
+		}
+		logger.V(4).Info("Gang member waits for its gang", "pod", klog.KObj(pod), "gang", key, "placed", counts.Placed(), "minCount", policy.MinCount, "timeout", timeout)
+		return fwk.NewStatus(fwk.Wait, fmt.Sprintf("waiting for gang %s: %d/%d members placed", key, counts.Placed(), policy.MinCount)), timeout
 	}
 	allowed := pl.allowWaiting(key)
 	logger.V(3).Info("Gang complete, members go to binding", "pod", klog.KObj(pod), "node", nodeName, "gang", key, "allowedWaiting", allowed)

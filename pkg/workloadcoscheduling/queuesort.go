@@ -1,0 +1,60 @@
+package workloadcoscheduling
+
+import (
+	"strings"
+
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
+)
+
+// Less orders the scheduling queue so that the members of a gang leave it one
+// after another instead of interleaving with other gangs:
+//
+//  1. higher priority first;
+//  2. earlier queue time first: for a gang member, its gang's (the creation
+//     of its first member, or its last failed attempt, so that a gang that
+//     failed goes behind the gangs that came since); for any other pod, the
+//     time it entered the queue, as the default PrioritySort;
+//  3. gang identity (namespace, Workload, podGroup, replica key), pods
+//     without a gang first;
+//  4. the pod's namespace and name.
+//
+// It is a strict weak ordering, takes no lock and allocates nothing.
+func (pl *WorkloadCoscheduling) Less(a, b fwk.QueuedPodInfo) bool {
+	podA, podB := a.GetPodInfo().GetPod(), b.GetPodInfo().GetPod()
+	if prioA, prioB := corev1helpers.PodPriority(podA), corev1helpers.PodPriority(podB); prioA != prioB {
+		return prioA > prioB
+	}
+	keyA, inGangA := gang.KeyOf(podA)
+	keyB, inGangB := gang.KeyOf(podB)
+	if tA, tB := pl.queuedAt(a, keyA, inGangA), pl.queuedAt(b, keyB, inGangB); tA != tB {
+		return tA < tB
+	}
+	if inGangA != inGangB {
+		return !inGangA
+	}
+	if inGangA {
+		if c := keyA.Compare(keyB); c != 0 {
+			return c < 0
+		}
+	}
+	if c := strings.Compare(podA.Namespace, podB.Namespace); c != 0 {
+		return c < 0
+	}
+	return podA.Name < podB.Name
+}
+
+// queuedAt returns the time in Unix nanoseconds Less orders a pod by.
+func (pl *WorkloadCoscheduling) queuedAt(info fwk.QueuedPodInfo, key gang.Key, inGang bool) int64 {
+	if inGang {
+		if t, ok := pl.index.QueuedAt(key); ok {
+			return t
+		}
+		// The informer has not delivered the gang's first member yet: order
+		// the pod by its creation, as its gang will be.
+		return info.GetPodInfo().GetPod().CreationTimestamp.UnixNano()
+	}
+	return info.GetTimestamp().UnixNano()
+}
