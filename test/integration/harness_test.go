@@ -25,11 +25,13 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	etcdtesting "k8s.io/apiserver/pkg/storage/etcd3/testserver"
 	"k8s.io/apiserver/pkg/storage/storagebackend"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/component-base/configz"
+	featuregatetesting "k8s.io/component-base/featuregate/testing"
 	kubeapiservertesting "k8s.io/kubernetes/cmd/kube-apiserver/app/testing"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
@@ -138,10 +140,11 @@ func setupScheduler(ctx context.Context, configFile string) (func() error, error
 	}, nil
 }
 
-// startScheduler runs the shipped scheduler configuration against the cluster
-// until t ends.
+// startScheduler runs the shipped scheduler configuration, with the feature
+// gate defaults the binary applies, against the cluster until t ends.
 func (c *cluster) startScheduler(t *testing.T) {
 	t.Helper()
+	featuregatetesting.SetFeatureGatesDuringTest(t, utilfeature.DefaultFeatureGate, registry.FeatureGateDefaults)
 	ctx, cancel := context.WithCancel(context.Background())
 	run, err := setupScheduler(ctx, c.schedulerConfig(t, nil))
 	if err != nil {
@@ -222,14 +225,18 @@ func (c *cluster) addNodes(t *testing.T, pool string, n int, cpu string) {
 	}
 }
 
-// podSpec describes a test pod: a CPU request, and optionally a workloadRef.
+// podSpec describes a test pod: a CPU request, and optionally a workloadRef
+// and another scheduler than ours.
 type podSpec struct {
 	name       string
 	cpu        string
 	workload   string
 	podGroup   string
 	replicaKey string
+	scheduler  string
 }
+
+var metav1ListAll = metav1.ListOptions{}
 
 func (c *cluster) createPod(t *testing.T, ns string, p podSpec) *v1.Pod {
 	t.Helper()
@@ -237,10 +244,14 @@ func (c *cluster) createPod(t *testing.T, ns string, p podSpec) *v1.Pod {
 	if cpu == "" {
 		cpu = "1"
 	}
+	scheduler := p.scheduler
+	if scheduler == "" {
+		scheduler = schedulerName
+	}
 	pod := &v1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: p.name},
 		Spec: v1.PodSpec{
-			SchedulerName: schedulerName,
+			SchedulerName: scheduler,
 			NodeSelector:  map[string]string{nodePoolLabel: ns},
 			Containers: []v1.Container{{
 				Name:      "main",
@@ -270,7 +281,12 @@ type podGroup struct {
 
 func (c *cluster) createWorkload(t *testing.T, ns, name string, groups ...podGroup) {
 	t.Helper()
-	w := &schedulingv1alpha1.Workload{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	c.createWorkloadAnnotated(t, ns, name, nil, groups...)
+}
+
+func (c *cluster) createWorkloadAnnotated(t *testing.T, ns, name string, annotations map[string]string, groups ...podGroup) {
+	t.Helper()
+	w := &schedulingv1alpha1.Workload{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations}}
 	for _, g := range groups {
 		pg := schedulingv1alpha1.PodGroup{Name: g.name}
 		if g.minCount > 0 {

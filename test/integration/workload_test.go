@@ -11,21 +11,33 @@ import (
 	"k8s.io/kubernetes/pkg/features"
 )
 
-// TestWorkloadCoscheduling runs every behaviour of the Workload reference
-// against one API server that serves the Workload API, with the shipped
-// scheduler configuration.
+// clusterCase is one test case run against the shared API server and scheduler.
+type clusterCase struct {
+	name string
+	run  func(t *testing.T, c *cluster)
+}
+
+// TestWorkloadCoscheduling runs every case against one API server that serves
+// the Workload API, with one scheduler from the shipped configuration.
 func TestWorkloadCoscheduling(t *testing.T) {
 	c := startCluster(t, workloadAPIFlags...)
 	c.startScheduler(t)
+	for _, cases := range [][]clusterCase{referenceCases, lifecycleCases} {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) { tc.run(t, c) })
+		}
+	}
+}
 
-	t.Run("pod without workloadRef is scheduled as usual", func(t *testing.T) {
+// referenceCases are the behaviours of the Workload reference (the spec).
+var referenceCases = []clusterCase{
+	{"pod without workloadRef is scheduled as usual", func(t *testing.T, c *cluster) {
 		ns := c.namespace(t)
 		c.addNodes(t, ns, 1, "2")
 		c.createPod(t, ns, podSpec{name: "plain"})
 		c.waitBound(t, ns, 30*time.Second, "plain")
-	})
-
-	t.Run("basic podGroup only groups its pods", func(t *testing.T) {
+	}},
+	{"basic podGroup only groups its pods", func(t *testing.T, c *cluster) {
 		ns := c.namespace(t)
 		c.addNodes(t, ns, 1, "4")
 		c.createWorkload(t, ns, "job", podGroup{name: "workers"})
@@ -34,9 +46,8 @@ func TestWorkloadCoscheduling(t *testing.T) {
 		c.waitBound(t, ns, 30*time.Second, "w-0")
 		c.createPod(t, ns, podSpec{name: "w-1", workload: "job", podGroup: "workers"})
 		c.waitBound(t, ns, 30*time.Second, "w-0", "w-1")
-	})
-
-	t.Run("missing Workload keeps the pod pending until it is created", func(t *testing.T) {
+	}},
+	{"missing Workload keeps the pod pending until it is created", func(t *testing.T, c *cluster) {
 		ns := c.namespace(t)
 		c.addNodes(t, ns, 1, "4")
 		c.createPod(t, ns, podSpec{name: "w-0", workload: "job", podGroup: "workers"})
@@ -46,9 +57,8 @@ func TestWorkloadCoscheduling(t *testing.T) {
 
 		c.createWorkload(t, ns, "job", podGroup{name: "workers"})
 		c.waitBound(t, ns, 30*time.Second, "w-0")
-	})
-
-	t.Run("missing podGroup keeps the pod pending until the Workload is recreated with it", func(t *testing.T) {
+	}},
+	{"missing podGroup keeps the pod pending until the Workload is recreated with it", func(t *testing.T, c *cluster) {
 		ns := c.namespace(t)
 		c.addNodes(t, ns, 1, "4")
 		c.createWorkload(t, ns, "job", podGroup{name: "driver"})
@@ -61,9 +71,8 @@ func TestWorkloadCoscheduling(t *testing.T) {
 		c.deleteWorkload(t, ns, "job")
 		c.createWorkload(t, ns, "job", podGroup{name: "driver"}, podGroup{name: "workers", minCount: 1})
 		c.waitBound(t, ns, 30*time.Second, "w-0")
-	})
-
-	t.Run("gang waits for minCount members then binds together", func(t *testing.T) {
+	}},
+	{"gang waits for minCount members then binds together", func(t *testing.T, c *cluster) {
 		ns := c.namespace(t)
 		c.addNodes(t, ns, 3, "2")
 		c.createWorkload(t, ns, "job", podGroup{name: "workers", minCount: 3})
@@ -74,9 +83,8 @@ func TestWorkloadCoscheduling(t *testing.T) {
 
 		c.createPod(t, ns, podSpec{name: "w-2", workload: "job", podGroup: "workers"})
 		c.waitBound(t, ns, 30*time.Second, "w-0", "w-1", "w-2")
-	})
-
-	t.Run("replica keys are independent gangs: with room for one, exactly one binds", func(t *testing.T) {
+	}},
+	{"replica keys are independent gangs: with room for one, exactly one binds", func(t *testing.T, c *cluster) {
 		ns := c.namespace(t)
 		// Room for two pods of 1 CPU: one gang of two, never one member of each.
 		c.addNodes(t, ns, 1, "2")
@@ -104,9 +112,8 @@ func TestWorkloadCoscheduling(t *testing.T) {
 				t.Fatalf("bound changed from %v to %v", first, now)
 			}
 		}
-	})
-
-	t.Run("gang where only some members fit binds none", func(t *testing.T) {
+	}},
+	{"gang where only some members fit binds none", func(t *testing.T, c *cluster) {
 		ns := c.namespace(t)
 		c.addNodes(t, ns, 3, "1")
 		c.createWorkload(t, ns, "job", podGroup{name: "workers", minCount: 4})
@@ -114,9 +121,8 @@ func TestWorkloadCoscheduling(t *testing.T) {
 			c.createPod(t, ns, podSpec{name: n, workload: "job", podGroup: "workers"})
 		}
 		c.stayUnbound(t, ns, 8*time.Second, "w-0", "w-1", "w-2", "w-3")
-	})
-
-	t.Run("members and Workloads deleted at any moment keep the index consistent", func(t *testing.T) {
+	}},
+	{"members and Workloads deleted at any moment keep the index consistent", func(t *testing.T, c *cluster) {
 		ns := c.namespace(t)
 		c.addNodes(t, ns, 2, "1")
 		c.createWorkload(t, ns, "job", podGroup{name: "workers", minCount: 3})
@@ -149,9 +155,8 @@ func TestWorkloadCoscheduling(t *testing.T) {
 		c.deletePod(t, ns, "w-2")
 		c.createPod(t, ns, podSpec{name: "w-4", workload: "job", podGroup: "workers"})
 		c.waitBound(t, ns, 30*time.Second, "w-3", "w-4")
-	})
-
-	t.Run("bad plugin args stop the scheduler at start naming the field", func(t *testing.T) {
+	}},
+	{"bad plugin args stop the scheduler at start naming the field", func(t *testing.T, c *cluster) {
 		tests := []struct {
 			name  string
 			args  map[string]interface{}
@@ -160,6 +165,8 @@ func TestWorkloadCoscheduling(t *testing.T) {
 			{name: "unknown field", args: map[string]interface{}{"permitWaitingTimeSecond": 30}, field: `unknown field "permitWaitingTimeSecond"`},
 			{name: "zero timeout", args: map[string]interface{}{"permitWaitingTimeSeconds": 0}, field: "permitWaitingTimeSeconds"},
 			{name: "above the framework cap", args: map[string]interface{}{"permitWaitingTimeSeconds": 901}, field: "permitWaitingTimeSeconds"},
+			{name: "negative backoff", args: map[string]interface{}{"podGroupBackoffSeconds": -1}, field: "podGroupBackoffSeconds"},
+			{name: "backoff above an hour", args: map[string]interface{}{"podGroupBackoffSeconds": 3601}, field: "podGroupBackoffSeconds"},
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
@@ -180,7 +187,7 @@ func TestWorkloadCoscheduling(t *testing.T) {
 				t.Logf("error: %v", err)
 			})
 		}
-	})
+	}},
 }
 
 // checkOneGang fails the test if bound pods belong to more than one gang: the
