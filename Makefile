@@ -4,8 +4,12 @@
 GO ?= go
 BIN := bin
 INTEGRATION_TIMEOUT ?= 30m
+TOOLS := -modfile=hack/tools/go.mod
+HELM := $(BIN)/helm
+KUBE_VERSION := 1.35.4
+IMAGE ?= workload-coscheduling/kube-scheduler:0.1.0
 
-.PHONY: all build test unit-test integration-test verify generate clean
+.PHONY: all build test unit-test integration-test verify generate manifests image clean
 
 all: build
 
@@ -21,11 +25,26 @@ unit-test:
 	$(GO) test ./apis/... ./pkg/...
 
 ## integration-test: against embedded etcd and the real kube-apiserver, in process
-integration-test:
+## (the chart tests run bin/helm and bin/kube-scheduler)
+integration-test: build $(HELM)
 	$(GO) test -timeout $(INTEGRATION_TIMEOUT) ./test/integration/...
 
-## verify: gofmt, go vet, go mod tidy and generated code are clean
-verify:
+## helm: bin/helm, the version pinned in hack/tools/go.mod
+$(HELM): hack/tools/go.mod
+	$(GO) build $(TOOLS) -o $@ helm.sh/helm/v3/cmd/helm
+
+## manifests: render the chart with its defaults into manifests/install.yaml
+manifests: $(HELM)
+	$(HELM) template workload-coscheduling charts/workload-coscheduling --namespace kube-system \
+		--kube-version $(KUBE_VERSION) > manifests/install.yaml
+
+## image: the container image (needs a Docker engine)
+image:
+	@docker info >/dev/null 2>&1 || { echo "make image needs a running Docker engine, and none answers here (docker info failed)." >&2; exit 1; }
+	docker build -f build/scheduler/Dockerfile -t $(IMAGE) .
+
+## verify: gofmt, go vet, go mod tidy, generated code and manifests/install.yaml are clean
+verify: $(HELM)
 	hack/verify.sh
 
 ## generate: regenerate deepcopy, conversion and defaulting code of the args

@@ -23,4 +23,10 @@ before=$(generated)
 hack/update-codegen.sh
 [ "$before" = "$(generated)" ] || fail "generated code was stale and has been regenerated: review and commit it"
 
+rendered=$(mktemp)
+trap 'rm -f "$rendered"' EXIT
+bin/helm template workload-coscheduling charts/workload-coscheduling --namespace kube-system \
+  --kube-version 1.35.4 > "$rendered"
+diff -u manifests/install.yaml "$rendered" >&2 || fail "manifests/install.yaml is not the chart's render (run make manifests)"
+
 exit $status

@@ -50,6 +50,7 @@ var shippedConfig = filepath.Join("..", "..", "manifests", "scheduler-config.yam
 // cluster is a running API server with a client and a kubeconfig for it.
 type cluster struct {
 	client     kubernetes.Interface
+	restConfig *rest.Config
 	kubeconfig string
 }
 
@@ -75,7 +76,7 @@ func startCluster(t *testing.T, flags ...string) *cluster {
 	cfg := rest.CopyConfig(server.ClientConfig)
 	cfg.QPS, cfg.Burst = 500, 1000
 	client := kubernetes.NewForConfigOrDie(cfg)
-	return &cluster{client: client, kubeconfig: writeKubeconfig(t, cfg)}
+	return &cluster{client: client, restConfig: cfg, kubeconfig: writeKubeconfig(t, cfg)}
 }
 
 func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
@@ -110,6 +111,12 @@ func (c *cluster) schedulerConfig(t *testing.T, edit func(cfg map[string]interfa
 	if edit != nil {
 		edit(cfg)
 	}
+	return c.writeConfig(t, cfg)
+}
+
+// writeConfig writes a scheduler configuration to a file.
+func (c *cluster) writeConfig(t *testing.T, cfg map[string]interface{}) string {
+	t.Helper()
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -140,13 +147,20 @@ func setupScheduler(ctx context.Context, configFile string) (func() error, error
 	}, nil
 }
 
-// startScheduler runs the shipped scheduler configuration, with the feature
-// gate defaults the binary applies, against the cluster until t ends.
+// startScheduler runs the shipped scheduler configuration against the
+// cluster until t ends.
 func (c *cluster) startScheduler(t *testing.T) {
+	t.Helper()
+	c.runScheduler(t, c.schedulerConfig(t, nil))
+}
+
+// runScheduler runs the scheduler from a configuration file, with the
+// feature gate defaults the binary applies, until t ends.
+func (c *cluster) runScheduler(t *testing.T, configFile string) {
 	t.Helper()
 	featuregatetesting.SetFeatureGatesDuringTest(t, utilfeature.DefaultFeatureGate, registry.FeatureGateDefaults)
 	ctx, cancel := context.WithCancel(context.Background())
-	run, err := setupScheduler(ctx, c.schedulerConfig(t, nil))
+	run, err := setupScheduler(ctx, configFile)
 	if err != nil {
 		cancel()
 		t.Fatalf("scheduler setup: %v", err)
