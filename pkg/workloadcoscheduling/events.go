@@ -107,12 +107,14 @@ func (pl *WorkloadCoscheduling) watch(ctx context.Context) error {
 		AddFunc: func(obj interface{}) { pl.workloadAdded(logger, obj.(*schedulingv1alpha1.Workload)) },
 		UpdateFunc: func(oldObj, newObj interface{}) {
 			old, w := oldObj.(*schedulingv1alpha1.Workload), newObj.(*schedulingv1alpha1.Workload)
+			pl.resolver.SetWorkload(w)
 			if old.Annotations[workloadref.PermitWaitingTimeAnnotation] != w.Annotations[workloadref.PermitWaitingTimeAnnotation] {
 				pl.checkAnnotations(w)
 			}
 		},
 		DeleteFunc: func(obj interface{}) {
 			if w := workloadFrom(obj); w != nil {
+				pl.resolver.DeleteWorkload(w)
 				pl.workloadDeleted(logger, w)
 			}
 		},
@@ -180,7 +182,10 @@ func (pl *WorkloadCoscheduling) allowIfComplete(logger klog.Logger, pod *v1.Pod,
 	}
 }
 
+// workloadAdded records the Workload, then wakes the pods that waited for it:
+// in that order, so that their PreEnqueue finds it.
 func (pl *WorkloadCoscheduling) workloadAdded(logger klog.Logger, w *schedulingv1alpha1.Workload) {
+	pl.resolver.SetWorkload(w)
 	pl.checkAnnotations(w)
 	for _, key := range pl.index.GangsOf(gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}) {
 		pl.activate(logger, key, "workload added")

@@ -13,7 +13,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
-	schedulinglisters "k8s.io/client-go/listers/scheduling/v1alpha1"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 
@@ -62,17 +61,14 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 	if err != nil {
 		return nil, err
 	}
-	var workloads schedulinglisters.WorkloadLister
-	if served {
-		workloads = handle.SharedInformerFactory().Scheduling().V1alpha1().Workloads().Lister()
-	} else {
+	if !served {
 		klog.FromContext(ctx).Info("The API server does not serve Workloads; pods with spec.workloadRef will stay pending",
 			"groupVersion", workloadref.GroupVersion)
 	}
 	pl := &WorkloadCoscheduling{
 		handle:          handle,
 		index:           gang.NewIndex(),
-		resolver:        workloadref.New(workloads),
+		resolver:        workloadref.New(served),
 		permitTimeout:   time.Duration(args.PermitWaitingTimeSeconds) * time.Second,
 		backoff:         time.Duration(args.PodGroupBackoffSeconds) * time.Second,
 		workloadsServed: served,
@@ -295,6 +291,11 @@ func (pl *WorkloadCoscheduling) Unreserve(ctx context.Context, _ fwk.CycleState,
 	pl.rollback(ctx, key, fmt.Sprintf("gang %s rejected: member %s failed after it was reserved", key, pod.Name))
 }
 
+// waitForGang is the status of a member that waits at Permit. The framework
+// neither keeps nor changes a Wait status, so one serves every member and
+// Permit allocates nothing while a gang assembles.
+var waitForGang = fwk.NewStatus(fwk.Wait, "waiting for the rest of the gang")
+
 // Permit holds a gang member until minCount members of its gang are reserved
 // or bound, then lets all of them go to binding together.
 func (pl *WorkloadCoscheduling) Permit(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, nodeName string) (*fwk.Status, time.Duration) {
@@ -317,8 +318,10 @@ func (pl *WorkloadCoscheduling) Permit(ctx context.Context, _ fwk.CycleState, po
 		if policy.PermitTimeout > 0 {
 			timeout = policy.PermitTimeout
 		}
-		logger.V(4).Info("Gang member waits for its gang", "pod", klog.KObj(pod), "gang", key, "placed", counts.Placed(), "minCount", policy.MinCount, "timeout", timeout)
-		return fwk.NewStatus(fwk.Wait, fmt.Sprintf("waiting for gang %s: %d/%d members placed", key, counts.Placed(), policy.MinCount)), timeout
+		if loggerV := logger.V(4); loggerV.Enabled() {
+			loggerV.Info("Gang member waits for its gang", "pod", klog.KObj(pod), "gang", key, "placed", counts.Placed(), "minCount", policy.MinCount, "timeout", timeout)
+		}
+		return waitForGang, timeout
 	}
 	allowed := pl.allowWaiting(key)
 	logger.V(3).Info("Gang complete, members go to binding", "pod", klog.KObj(pod), "node", nodeName, "gang", key, "allowedWaiting", allowed)

@@ -7,12 +7,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	schedulingv1alpha1 "k8s.io/api/scheduling/v1alpha1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	schedulinglisters "k8s.io/client-go/listers/scheduling/v1alpha1"
 )
 
 // GroupVersion is the API that serves Workloads.
@@ -51,35 +50,61 @@ type Reason struct {
 
 func (r *Reason) Error() string { return r.Message }
 
-// Resolver reads Workloads from an informer's cache.
+// workloadKey names a Workload.
+type workloadKey struct{ namespace, name string }
+
+// Resolver keeps the Workloads an informer delivers, keyed by namespace and
+// name, so that resolving a pod on the scheduling hot path is a map lookup
+// that allocates nothing.
 type Resolver struct {
-	// workloads is nil when the API server does not serve Workloads.
-	workloads schedulinglisters.WorkloadLister
+	served    bool
+	mu        sync.RWMutex
+	workloads map[workloadKey]*schedulingv1alpha1.Workload
 }
 
-// New returns a resolver; pass a nil lister when the API server does not
-// serve GroupVersion, and every reference then waits for it.
-func New(workloads schedulinglisters.WorkloadLister) *Resolver {
-	return &Resolver{workloads: workloads}
+// New returns a resolver. When the API server does not serve GroupVersion
+// (served is false), every reference waits for it.
+func New(served bool) *Resolver {
+	return &Resolver{served: served, workloads: map[workloadKey]*schedulingv1alpha1.Workload{}}
 }
 
-// Resolve returns the policy of the podGroup the pod references. A pod that
-// must wait gets a *Reason error; any other error is the cache's.
+// SetWorkload records a Workload the informer added or updated.
+func (r *Resolver) SetWorkload(w *schedulingv1alpha1.Workload) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.workloads[workloadKey{w.Namespace, w.Name}] = w
+}
+
+// DeleteWorkload forgets a Workload the informer deleted.
+func (r *Resolver) DeleteWorkload(w *schedulingv1alpha1.Workload) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.workloads, workloadKey{w.Namespace, w.Name})
+}
+
+// Len returns the number of Workloads the resolver keeps.
+func (r *Resolver) Len() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.workloads)
+}
+
+// Resolve returns the policy of the podGroup the pod references, or a *Reason
+// error that says why the pod must wait.
 func (r *Resolver) Resolve(pod *v1.Pod) (Policy, error) {
 	ref := pod.Spec.WorkloadRef
-	if r.workloads == nil {
+	if !r.served {
 		return Policy{}, &Reason{Code: "WorkloadAPINotServed", Message: fmt.Sprintf(
 			"the API server does not serve %s Workloads, so Workload %q of spec.workloadRef cannot be read "+
 				"(the API server needs --feature-gates=GenericWorkload=true and --runtime-config=%s=true)",
 			GroupVersion, ref.Name, GroupVersion)}
 	}
-	workload, err := r.workloads.Workloads(pod.Namespace).Get(ref.Name)
-	if apierrors.IsNotFound(err) {
+	r.mu.RLock()
+	workload, ok := r.workloads[workloadKey{pod.Namespace, ref.Name}]
+	r.mu.RUnlock()
+	if !ok {
 		return Policy{}, &Reason{Code: "WorkloadNotFound", Message: fmt.Sprintf(
 			"Workload %q referenced by spec.workloadRef does not exist in namespace %q", ref.Name, pod.Namespace)}
-	}
-	if err != nil {
-		return Policy{}, fmt.Errorf("reading Workload %s/%s: %w", pod.Namespace, ref.Name, err)
 	}
 	policy, err := PolicyOf(workload, ref.PodGroup)
 	if err == nil {

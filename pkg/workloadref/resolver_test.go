@@ -9,8 +9,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	schedulingv1alpha1 "k8s.io/api/scheduling/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	schedulinglisters "k8s.io/client-go/listers/scheduling/v1alpha1"
-	"k8s.io/client-go/tools/cache"
 )
 
 func TestResolve(t *testing.T) {
@@ -21,11 +19,11 @@ func TestResolve(t *testing.T) {
 			{Name: "workers", Policy: schedulingv1alpha1.PodGroupPolicy{Gang: &schedulingv1alpha1.GangSchedulingPolicy{MinCount: 4}}},
 		}},
 	}
-	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-	if err := indexer.Add(workload); err != nil {
-		t.Fatal(err)
-	}
-	served := New(schedulinglisters.NewWorkloadLister(indexer))
+	served := New(true)
+	served.SetWorkload(workload)
+	deleted := New(true)
+	deleted.SetWorkload(workload)
+	deleted.DeleteWorkload(workload)
 
 	tests := []struct {
 		name         string
@@ -44,7 +42,9 @@ func TestResolve(t *testing.T) {
 			wantCode: "WorkloadNotFound", wantInMsg: []string{`"job"`, `"other"`}},
 		{name: "missing podGroup", resolver: served, namespace: "ns", ref: v1.WorkloadReference{Name: "job", PodGroup: "ps"},
 			wantCode: "PodGroupNotFound", wantInMsg: []string{`"ps"`, "driver, workers"}},
-		{name: "API not served", resolver: New(nil), namespace: "ns", ref: v1.WorkloadReference{Name: "job", PodGroup: "workers"},
+		{name: "deleted Workload", resolver: deleted, namespace: "ns", ref: v1.WorkloadReference{Name: "job", PodGroup: "workers"},
+			wantCode: "WorkloadNotFound", wantInMsg: []string{`"job"`}},
+		{name: "API not served", resolver: New(false), namespace: "ns", ref: v1.WorkloadReference{Name: "job", PodGroup: "workers"},
 			wantCode: "WorkloadAPINotServed", wantInMsg: []string{GroupVersion, `"job"`}},
 	}
 	for _, tc := range tests {
