@@ -9,7 +9,7 @@ HELM := $(BIN)/helm
 KUBE_VERSION := 1.35.4
 IMAGE ?= workload-coscheduling/kube-scheduler:0.1.0
 
-.PHONY: all build test unit-test integration-test verify generate manifests image clean
+.PHONY: all build test unit-test integration-test bench bench-smoke verify generate manifests image clean
 
 all: build
 
@@ -28,6 +28,18 @@ unit-test:
 ## (the chart tests run bin/helm and bin/kube-scheduler)
 integration-test: build $(HELM)
 	$(GO) test -timeout $(INTEGRATION_TIMEOUT) ./test/integration/...
+
+## bench: the hot-path micro-benchmarks, then TestPerformance at BENCH_SIZE (quick or full):
+## this scheduler, the in-tree 1.35.4 GangScheduling plugin and plain pods, side by side
+BENCH_SIZE ?= quick
+bench:
+	$(GO) test ./pkg/... -run '^$$' -bench . -benchmem
+	$(GO) test -timeout 120m ./test/integration/ -run '^TestPerformance$$' -v -args -perf.size=$(BENCH_SIZE) \
+		-perf.out=$(CURDIR)/bench-$(BENCH_SIZE).txt
+
+## bench-smoke: TestPerformance at its smallest size (integration-test runs it too)
+bench-smoke:
+	$(GO) test ./test/integration/ -run '^TestPerformance$$' -args -perf.size=smoke
 
 ## helm: bin/helm, the version pinned in hack/tools/go.mod
 $(HELM): hack/tools/go.mod

@@ -222,6 +222,18 @@ func (x *Index) Counts(key Key) Counts {
 	return Counts{}
 }
 
+// Has reports whether the index knows the pod as a member of the gang.
+func (x *Index) Has(key Key, uid types.UID) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	g, ok := x.gangs[key]
+	if !ok {
+		return false
+	}
+	_, ok = g.members[uid]
+	return ok
+}
+
 // PendingPods returns the members that hold no node, keyed by namespace/name,
 // in the form the scheduler's Activate takes.
 func (x *Index) PendingPods(key Key) map[string]*v1.Pod {

@@ -279,3 +279,14 @@ func TestClock(t *testing.T) {
 	}
 	x.Fail(keyA, now, time.Second) // a failure of a gang that left is a no-op
 }
+
+func TestHas(t *testing.T) {
+	x := NewIndex()
+	if x.Has(keyA, "a") {
+		t.Fatalf("an empty index has a member")
+	}
+	x.ObservePod(keyA, pod("a", ""))
+	if !x.Has(keyA, "a") || x.Has(keyA, "b") || x.Has(Key{}, "a") {
+		t.Fatalf("Has does not match the members")
+	}
+}

@@ -97,9 +97,11 @@ func (pl *WorkloadCoscheduling) watch(ctx context.Context) error {
 			DeleteFunc: func(obj interface{}) { pl.podDeleted(logger, podFrom(obj)) },
 		},
 	}
-	if _, err := pl.handle.SharedInformerFactory().Core().V1().Pods().Informer().AddEventHandler(podHandler); err != nil {
+	registration, err := pl.handle.SharedInformerFactory().Core().V1().Pods().Informer().AddEventHandler(podHandler)
+	if err != nil {
 		return fmt.Errorf("%s: watching pods: %w", Name, err)
 	}
+	pl.handlers = append(pl.handlers, registration)
 	if !pl.workloadsServed {
 		return nil
 	}
@@ -119,9 +121,11 @@ func (pl *WorkloadCoscheduling) watch(ctx context.Context) error {
 			}
 		},
 	}
-	if _, err := pl.handle.SharedInformerFactory().Scheduling().V1alpha1().Workloads().Informer().AddEventHandler(workloadHandler); err != nil {
+	registration, err = pl.handle.SharedInformerFactory().Scheduling().V1alpha1().Workloads().Informer().AddEventHandler(workloadHandler)
+	if err != nil {
 		return fmt.Errorf("%s: watching workloads: %w", Name, err)
 	}
+	pl.handlers = append(pl.handlers, registration)
 	return nil
 }
 

@@ -28,7 +28,7 @@ func newBenchCluster(tb testing.TB, pods int) *benchCluster {
 	tb.Helper()
 	pl := &WorkloadCoscheduling{
 		index:         gang.NewIndex(),
-		resolver:      workloadref.New(true),
+		resolver:      workloadref.New(true, nil),
 		permitTimeout: time.Minute,
 		backoff:       10 * time.Second,
 		now:           time.Now,

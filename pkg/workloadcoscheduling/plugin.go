@@ -13,6 +13,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	schedulinglisters "k8s.io/client-go/listers/scheduling/v1alpha1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 
@@ -36,6 +38,15 @@ type WorkloadCoscheduling struct {
 	// workloadsServed is whether the API server serves Workloads; when it
 	// does not, the plugin neither watches nor waits for them.
 	workloadsServed bool
+	// pods is the scheduler's pod informer store, indexed by gang. It is
+	// synced before scheduling starts and written before any handler runs,
+	// so it counts a gang's members right when the index, fed by a handler,
+	// lags (a scheduler that just started on a full queue).
+	pods cache.Indexer
+	// handlers are the plugin's informer handlers; until they have synced,
+	// the index and the resolver are still filling and a waiting reason may
+	// be wrong, so none is reported.
+	handlers []cache.ResourceEventHandlerRegistration
 	// now is the clock; tests of the pure logic may replace it.
 	now func() time.Time
 }
@@ -61,23 +72,43 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 	if err != nil {
 		return nil, err
 	}
-	if !served {
+	var workloads schedulinglisters.WorkloadLister
+	if served {
+		workloads = handle.SharedInformerFactory().Scheduling().V1alpha1().Workloads().Lister()
+	} else {
 		klog.FromContext(ctx).Info("The API server does not serve Workloads; pods with spec.workloadRef will stay pending",
 			"groupVersion", workloadref.GroupVersion)
 	}
 	pl := &WorkloadCoscheduling{
 		handle:          handle,
 		index:           gang.NewIndex(),
-		resolver:        workloadref.New(served),
+		resolver:        workloadref.New(served, workloads),
 		permitTimeout:   time.Duration(args.PermitWaitingTimeSeconds) * time.Second,
 		backoff:         time.Duration(args.PodGroupBackoffSeconds) * time.Second,
 		workloadsServed: served,
 		now:             time.Now,
 	}
+	podInformer := handle.SharedInformerFactory().Core().V1().Pods().Informer()
+	if err := podInformer.AddIndexers(cache.Indexers{gangIndex: gangIndexFunc}); err != nil {
+		return nil, fmt.Errorf("%s: indexing pods by gang: %w", Name, err)
+	}
+	pl.pods = podInformer.GetIndexer()
 	if err := pl.watch(ctx); err != nil {
 		return nil, err
 	}
 	return pl, nil
+}
+
+// gangIndex names the pod informer's index of pods by gang key.
+const gangIndex = "workload-coscheduling.io/gang"
+
+func gangIndexFunc(obj interface{}) ([]string, error) {
+	if pod, ok := obj.(*v1.Pod); ok {
+		if key, ok := gang.KeyOf(pod); ok {
+			return []string{key.String()}, nil
+		}
+	}
+	return nil, nil
 }
 
 func argsFrom(obj runtime.Object) (*config.WorkloadCoschedulingArgs, error) {
@@ -131,7 +162,7 @@ func (pl *WorkloadCoscheduling) PreEnqueue(ctx context.Context, pod *v1.Pod) *fw
 	if status != nil || !policy.IsGang() {
 		return status
 	}
-	if status := pl.gangReady(key, policy); status != nil {
+	if status := pl.gangReady(key, pod, policy); status != nil {
 		pl.tellWaiting(pod, key, v1.EventTypeNormal, status.reason, status.Message())
 		return status.Status
 	}
@@ -145,9 +176,21 @@ type waitStatus struct {
 	reason string
 }
 
-// gangReady says why the gang cannot be tried now (quorum or backoff), or nil.
-func (pl *WorkloadCoscheduling) gangReady(key gang.Key, policy workloadref.Policy) *waitStatus {
-	if present := pl.index.Counts(key).Present; present < int(policy.MinCount) {
+// gangReady says why the gang of pod cannot be tried now (quorum or backoff),
+// or nil. The pod itself counts as present even when the informer has not
+// delivered it to the index yet: the queue can see a new pod first.
+func (pl *WorkloadCoscheduling) gangReady(key gang.Key, pod *v1.Pod, policy workloadref.Policy) *waitStatus {
+	present := pl.index.Counts(key).Present
+	if !pl.index.Has(key, pod.UID) {
+		present++
+	}
+	if present < int(policy.MinCount) && pl.pods != nil {
+		// Slow path: ask the informer's store, which may be ahead.
+		if members, err := pl.pods.ByIndex(gangIndex, key.String()); err == nil && len(members) > present {
+			present = len(members)
+		}
+	}
+	if present < int(policy.MinCount) {
 		return &waitStatus{reason: "WaitingForGangMembers", Status: fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
 			fmt.Sprintf("waiting for the members of gang %s: %d/%d present", key, present, policy.MinCount))}
 	}
@@ -174,11 +217,26 @@ func (pl *WorkloadCoscheduling) resolve(ctx context.Context, pod *v1.Pod, key ga
 }
 
 // tellWaiting records an event on the pod, once per change of reason, so a
-// user reads with `kubectl describe pod` why it is pending.
+// user reads with `kubectl describe pod` why it is pending. While the
+// scheduler starts, the queue judges pods before the plugin's handlers have
+// delivered every Workload and member: such a pod is woken again when they
+// have, and nothing is reported for it meanwhile.
 func (pl *WorkloadCoscheduling) tellWaiting(pod *v1.Pod, key gang.Key, eventType, reason, msg string) {
+	if !pl.handlersSynced() {
+		return
+	}
 	if pl.index.SetReason(key, pod.UID, msg) {
 		pl.handle.EventRecorder().Eventf(pod, nil, eventType, reason, "Scheduling", msg)
 	}
+}
+
+func (pl *WorkloadCoscheduling) handlersSynced() bool {
+	for _, h := range pl.handlers {
+		if !h.HasSynced() {
+			return false
+		}
+	}
+	return true
 }
 
 // PreFilter turns a gang member away before any node is looked at when its
@@ -196,7 +254,7 @@ func (pl *WorkloadCoscheduling) PreFilter(ctx context.Context, _ fwk.CycleState,
 	if !policy.IsGang() {
 		return nil, nil
 	}
-	if status := pl.gangReady(key, policy); status != nil {
+	if status := pl.gangReady(key, pod, policy); status != nil {
 		return nil, status.Status
 	}
 	return nil, nil
@@ -217,7 +275,7 @@ func (pl *WorkloadCoscheduling) PostFilter(ctx context.Context, _ fwk.CycleState
 	if err != nil || !policy.IsGang() {
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
-	if status := pl.gangReady(key, policy); status != nil {
+	if status := pl.gangReady(key, pod, policy); status != nil {
 		// Turned away by PreFilter, which said why: this is not a new failure.
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}

@@ -12,6 +12,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	schedulingv1alpha1 "k8s.io/api/scheduling/v1alpha1"
+	schedulinglisters "k8s.io/client-go/listers/scheduling/v1alpha1"
 )
 
 // GroupVersion is the API that serves Workloads.
@@ -60,12 +61,18 @@ type Resolver struct {
 	served    bool
 	mu        sync.RWMutex
 	workloads map[workloadKey]*schedulingv1alpha1.Workload
+	// lister reads the informer's store, which is synced before the
+	// scheduler starts and written before any handler runs: it answers for a
+	// Workload the handler has not delivered yet (a scheduler that just
+	// started), so no pod is told its Workload is missing when it is not.
+	lister schedulinglisters.WorkloadLister
 }
 
 // New returns a resolver. When the API server does not serve GroupVersion
-// (served is false), every reference waits for it.
-func New(served bool) *Resolver {
-	return &Resolver{served: served, workloads: map[workloadKey]*schedulingv1alpha1.Workload{}}
+// (served is false), every reference waits for it. lister, when not nil, is
+// asked for Workloads the resolver has not been given yet.
+func New(served bool, lister schedulinglisters.WorkloadLister) *Resolver {
+	return &Resolver{served: served, workloads: map[workloadKey]*schedulingv1alpha1.Workload{}, lister: lister}
 }
 
 // SetWorkload records a Workload the informer added or updated.
@@ -102,6 +109,11 @@ func (r *Resolver) Resolve(pod *v1.Pod) (Policy, error) {
 	r.mu.RLock()
 	workload, ok := r.workloads[workloadKey{pod.Namespace, ref.Name}]
 	r.mu.RUnlock()
+	if !ok && r.lister != nil {
+		if w, err := r.lister.Workloads(pod.Namespace).Get(ref.Name); err == nil {
+			workload, ok = w, true
+		}
+	}
 	if !ok {
 		return Policy{}, &Reason{Code: "WorkloadNotFound", Message: fmt.Sprintf(
 			"Workload %q referenced by spec.workloadRef does not exist in namespace %q", ref.Name, pod.Namespace)}

@@ -9,6 +9,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	schedulingv1alpha1 "k8s.io/api/scheduling/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	schedulinglisters "k8s.io/client-go/listers/scheduling/v1alpha1"
+	"k8s.io/client-go/tools/cache"
 )
 
 func TestResolve(t *testing.T) {
@@ -19,9 +21,9 @@ func TestResolve(t *testing.T) {
 			{Name: "workers", Policy: schedulingv1alpha1.PodGroupPolicy{Gang: &schedulingv1alpha1.GangSchedulingPolicy{MinCount: 4}}},
 		}},
 	}
-	served := New(true)
+	served := New(true, nil)
 	served.SetWorkload(workload)
-	deleted := New(true)
+	deleted := New(true, nil)
 	deleted.SetWorkload(workload)
 	deleted.DeleteWorkload(workload)
 
@@ -42,9 +44,10 @@ func TestResolve(t *testing.T) {
 			wantCode: "WorkloadNotFound", wantInMsg: []string{`"job"`, `"other"`}},
 		{name: "missing podGroup", resolver: served, namespace: "ns", ref: v1.WorkloadReference{Name: "job", PodGroup: "ps"},
 			wantCode: "PodGroupNotFound", wantInMsg: []string{`"ps"`, "driver, workers"}},
+		{name: "only in the informer's store", resolver: New(true, storeLister(t, workload)), namespace: "ns", ref: v1.WorkloadReference{Name: "job", PodGroup: "workers"}, wantMinCount: 4},
 		{name: "deleted Workload", resolver: deleted, namespace: "ns", ref: v1.WorkloadReference{Name: "job", PodGroup: "workers"},
 			wantCode: "WorkloadNotFound", wantInMsg: []string{`"job"`}},
-		{name: "API not served", resolver: New(false), namespace: "ns", ref: v1.WorkloadReference{Name: "job", PodGroup: "workers"},
+		{name: "API not served", resolver: New(false, nil), namespace: "ns", ref: v1.WorkloadReference{Name: "job", PodGroup: "workers"},
 			wantCode: "WorkloadAPINotServed", wantInMsg: []string{GroupVersion, `"job"`}},
 	}
 	for _, tc := range tests {
@@ -98,4 +101,15 @@ func TestPermitTimeoutOf(t *testing.T) {
 			}
 		})
 	}
+}
+
+// storeLister is a lister over an informer store holding the Workloads.
+func storeLister(t *testing.T, workloads ...*schedulingv1alpha1.Workload) schedulinglisters.WorkloadLister {
+	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	for _, w := range workloads {
+		if err := indexer.Add(w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return schedulinglisters.NewWorkloadLister(indexer)
 }

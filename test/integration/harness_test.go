@@ -204,39 +204,40 @@ const nodePoolLabel = "test.workload-coscheduling.io/pool"
 // addNodes creates n Ready nodes with the given CPU each, in the namespace's pool.
 func (c *cluster) addNodes(t *testing.T, pool string, n int, cpu string) {
 	t.Helper()
-	ctx := context.Background()
 	for i := 0; i < n; i++ {
-		capacity := v1.ResourceList{
-			v1.ResourceCPU:    resource.MustParse(cpu),
-			v1.ResourceMemory: resource.MustParse("16Gi"),
-			v1.ResourcePods:   resource.MustParse("110"),
-		}
-		node := &v1.Node{
-			ObjectMeta: metav1.ObjectMeta{
-				Name:   fmt.Sprintf("%s-node-%d", pool, i),
-				Labels: map[string]string{nodePoolLabel: pool},
-			},
-		}
-		node, err := c.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Admission taints a new node not-ready; no node controller runs here
-		// to lift the taint once the node reports Ready, so lift it now.
-		node.Spec.Taints = nil
-		if node, err = c.client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		node.Status = v1.NodeStatus{
-			Capacity:    capacity,
-			Allocatable: capacity,
-			Conditions:  []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue, LastHeartbeatTime: metav1.Now()}},
-			Phase:       v1.NodeRunning,
-		}
-		if _, err := c.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+		if err := c.createNode(pool, fmt.Sprintf("%s-node-%d", pool, i), cpu); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// createNode creates a Ready node without taints in the pool.
+func (c *cluster) createNode(pool, name string, cpu string) error {
+	ctx := context.Background()
+	capacity := v1.ResourceList{
+		v1.ResourceCPU:    resource.MustParse(cpu),
+		v1.ResourceMemory: resource.MustParse("16Gi"),
+		v1.ResourcePods:   resource.MustParse("110"),
+	}
+	node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{nodePoolLabel: pool}}}
+	node, err := c.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	// Admission taints a new node not-ready; no node controller runs here
+	// to lift the taint once the node reports Ready, so lift it now.
+	node.Spec.Taints = nil
+	if node, err = c.client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	node.Status = v1.NodeStatus{
+		Capacity:    capacity,
+		Allocatable: capacity,
+		Conditions:  []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue, LastHeartbeatTime: metav1.Now()}},
+		Phase:       v1.NodeRunning,
+	}
+	_, err = c.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+	return err
 }
 
 // podSpec describes a test pod: a CPU request, and optionally a workloadRef
@@ -254,6 +255,18 @@ var metav1ListAll = metav1.ListOptions{}
 
 func (c *cluster) createPod(t *testing.T, ns string, p podSpec) *v1.Pod {
 	t.Helper()
+	created, err := c.client.CoreV1().Pods(ns).Create(context.Background(), c.podObject(ns, p), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.workload != "" && created.Spec.WorkloadRef == nil {
+		t.Fatalf("the API server dropped spec.workloadRef of pod %s: is its GenericWorkload gate on?", p.name)
+	}
+	return created
+}
+
+// podObject is the pod a podSpec describes, in the namespace's node pool.
+func (c *cluster) podObject(ns string, p podSpec) *v1.Pod {
 	cpu := p.cpu
 	if cpu == "" {
 		cpu = "1"
@@ -277,14 +290,7 @@ func (c *cluster) createPod(t *testing.T, ns string, p podSpec) *v1.Pod {
 	if p.workload != "" {
 		pod.Spec.WorkloadRef = &v1.WorkloadReference{Name: p.workload, PodGroup: p.podGroup, PodGroupReplicaKey: p.replicaKey}
 	}
-	created, err := c.client.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.workload != "" && created.Spec.WorkloadRef == nil {
-		t.Fatalf("the API server dropped spec.workloadRef of pod %s: is its GenericWorkload gate on?", p.name)
-	}
-	return created
+	return pod
 }
 
 // podGroup is a podGroup of a test Workload: minCount 0 means basic.
