@@ -416,7 +416,7 @@ func perfTable(results []perfResult) string {
 		byScenario[r.scenario][r.variant] = r
 	}
 	for _, r := range results {
-		seconds := fmt.Sprintf("%.2f", r.elapsed.Seconds())
+		seconds := fmt.Sprintf("%.3f", r.elapsed.Seconds())
 		podsPerSec, gangsPerSec := "-", "-"
 		if !r.done {
 			seconds = fmt.Sprintf(">%.0f (unfinished)", r.elapsed.Seconds())
