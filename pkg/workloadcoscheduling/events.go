@@ -138,8 +138,8 @@ func (pl *WorkloadCoscheduling) podAdded(logger klog.Logger, pod *v1.Pod) {
 	}
 	// Only the member that completes the quorum wakes the others, so a gang
 	// of n members costs one activation, not n.
-	policy, err := pl.resolver.Resolve(pod)
-	if err == nil && policy.IsGang() && counts.Present == int(policy.MinCount) {
+	policy, reason := pl.resolver.Resolve(pod)
+	if reason == nil && policy.IsGang() && counts.Present == int(policy.MinCount) {
 		pl.activate(logger, key, "gang quorum reached")
 	}
 }
@@ -167,7 +167,7 @@ func (pl *WorkloadCoscheduling) podDeleted(logger klog.Logger, pod *v1.Pod) {
 	if !heldReservation {
 		return
 	}
-	if policy, err := pl.resolver.Resolve(pod); err == nil && policy.IsGang() && counts.Bound < int(policy.MinCount) {
+	if policy, reason := pl.resolver.Resolve(pod); reason == nil && policy.IsGang() && counts.Bound < int(policy.MinCount) {
 		pl.rollback(klog.NewContext(context.Background(), logger), key,
 			fmt.Sprintf("gang %s rejected: member %s was deleted while it held a reservation", key, pod.Name))
 	}
@@ -179,7 +179,7 @@ func (pl *WorkloadCoscheduling) allowIfComplete(logger klog.Logger, pod *v1.Pod,
 	if counts.Reserved == 0 {
 		return
 	}
-	if policy, err := pl.resolver.Resolve(pod); err == nil && counts.Placed() >= int(policy.MinCount) {
+	if policy, reason := pl.resolver.Resolve(pod); reason == nil && counts.Placed() >= int(policy.MinCount) {
 		if allowed := pl.allowWaiting(key); allowed > 0 {
 			logger.V(3).Info("Gang completed by a bound member", "gang", key, "allowedWaiting", allowed)
 		}

@@ -6,8 +6,8 @@ package workloadcoscheduling
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -45,8 +45,9 @@ type WorkloadCoscheduling struct {
 	pods cache.Indexer
 	// handlers are the plugin's informer handlers; until they have synced,
 	// the index and the resolver are still filling and a waiting reason may
-	// be wrong, so none is reported.
+	// be wrong, so none is reported: see tellWaiting.
 	handlers []cache.ResourceEventHandlerRegistration
+	startup  startupReports
 	// now is the clock; tests of the pure logic may replace it.
 	now func() time.Time
 }
@@ -96,6 +97,8 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 	if err := pl.watch(ctx); err != nil {
 		return nil, err
 	}
+	pl.startup.pods = map[string]*v1.Pod{}
+	go pl.reportAfterSync(ctx)
 	return pl, nil
 }
 
@@ -158,7 +161,7 @@ func (pl *WorkloadCoscheduling) PreEnqueue(ctx context.Context, pod *v1.Pod) *fw
 	if !ok {
 		return nil
 	}
-	policy, status := pl.resolve(ctx, pod, key)
+	policy, status := pl.resolve(pod, key)
 	if status != nil || !policy.IsGang() {
 		return status
 	}
@@ -202,27 +205,22 @@ func (pl *WorkloadCoscheduling) gangReady(key gang.Key, pod *v1.Pod, policy work
 }
 
 // resolve returns the pod's policy, or the status that keeps the pod waiting.
-func (pl *WorkloadCoscheduling) resolve(ctx context.Context, pod *v1.Pod, key gang.Key) (workloadref.Policy, *fwk.Status) {
-	policy, err := pl.resolver.Resolve(pod)
-	if err == nil {
-		return policy, nil
-	}
-	var reason *workloadref.Reason
-	if errors.As(err, &reason) {
+func (pl *WorkloadCoscheduling) resolve(pod *v1.Pod, key gang.Key) (workloadref.Policy, *fwk.Status) {
+	policy, reason := pl.resolver.Resolve(pod)
+	if reason != nil {
 		pl.tellWaiting(pod, key, v1.EventTypeWarning, reason.Code, reason.Message)
 		return policy, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, reason.Message)
 	}
-	klog.FromContext(ctx).Error(err, "Resolving spec.workloadRef", "pod", klog.KObj(pod))
-	return policy, fwk.AsStatus(err)
+	return policy, nil
 }
 
 // tellWaiting records an event on the pod, once per change of reason, so a
 // user reads with `kubectl describe pod` why it is pending. While the
 // scheduler starts, the queue judges pods before the plugin's handlers have
-// delivered every Workload and member: such a pod is woken again when they
-// have, and nothing is reported for it meanwhile.
+// delivered every Workload and member, and the reason may be wrong: such a
+// pod is remembered instead, and judged again once the handlers have synced.
 func (pl *WorkloadCoscheduling) tellWaiting(pod *v1.Pod, key gang.Key, eventType, reason, msg string) {
-	if !pl.handlersSynced() {
+	if pl.startup.hold(pod) {
 		return
 	}
 	if pl.index.SetReason(key, pod.UID, msg) {
@@ -230,13 +228,46 @@ func (pl *WorkloadCoscheduling) tellWaiting(pod *v1.Pod, key gang.Key, eventType
 	}
 }
 
-func (pl *WorkloadCoscheduling) handlersSynced() bool {
-	for _, h := range pl.handlers {
-		if !h.HasSynced() {
-			return false
-		}
+// startupReports holds the pods turned away before the plugin's handlers had
+// synced.
+type startupReports struct {
+	mu     sync.Mutex
+	synced bool
+	pods   map[string]*v1.Pod
+}
+
+// hold remembers the pod and reports true while the handlers have not
+// synced; afterwards it reports false.
+func (r *startupReports) hold(pod *v1.Pod) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.synced || r.pods == nil {
+		return false
 	}
+	r.pods[pod.Namespace+"/"+pod.Name] = pod
 	return true
+}
+
+// reportAfterSync waits for the plugin's handlers to sync, then has the
+// queue judge again, with a full index, the pods turned away meanwhile.
+func (pl *WorkloadCoscheduling) reportAfterSync(ctx context.Context) {
+	synced := make([]cache.InformerSynced, len(pl.handlers))
+	for i, h := range pl.handlers {
+		synced[i] = h.HasSynced
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return
+	}
+	pl.startup.mu.Lock()
+	pl.startup.synced = true
+	pods := pl.startup.pods
+	pl.startup.pods = nil
+	pl.startup.mu.Unlock()
+	if len(pods) > 0 {
+		logger := klog.FromContext(ctx)
+		logger.V(3).Info("Judging again the pods turned away while the plugin's informers synced", "pods", len(pods))
+		pl.handle.Activate(logger, pods)
+	}
 }
 
 // PreFilter turns a gang member away before any node is looked at when its
@@ -247,9 +278,9 @@ func (pl *WorkloadCoscheduling) PreFilter(ctx context.Context, _ fwk.CycleState,
 	if !ok {
 		return nil, nil
 	}
-	policy, err := pl.resolver.Resolve(pod)
-	if err != nil {
-		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
+	policy, reason := pl.resolver.Resolve(pod)
+	if reason != nil {
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, reason.Message)
 	}
 	if !policy.IsGang() {
 		return nil, nil
@@ -271,8 +302,8 @@ func (pl *WorkloadCoscheduling) PostFilter(ctx context.Context, _ fwk.CycleState
 	if !ok {
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
-	policy, err := pl.resolver.Resolve(pod)
-	if err != nil || !policy.IsGang() {
+	policy, reason := pl.resolver.Resolve(pod)
+	if reason != nil || !policy.IsGang() {
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
 	if status := pl.gangReady(key, pod, policy); status != nil {
@@ -342,8 +373,8 @@ func (pl *WorkloadCoscheduling) Unreserve(ctx context.Context, _ fwk.CycleState,
 	if !wasReserved || byRollback {
 		return
 	}
-	policy, err := pl.resolver.Resolve(pod)
-	if err == nil && (!policy.IsGang() || pl.index.Counts(key).Bound >= int(policy.MinCount)) {
+	policy, reason := pl.resolver.Resolve(pod)
+	if reason == nil && (!policy.IsGang() || pl.index.Counts(key).Bound >= int(policy.MinCount)) {
 		return
 	}
 	pl.rollback(ctx, key, fmt.Sprintf("gang %s rejected: member %s failed after it was reserved", key, pod.Name))
@@ -361,10 +392,10 @@ func (pl *WorkloadCoscheduling) Permit(ctx context.Context, _ fwk.CycleState, po
 	if !ok {
 		return nil, 0
 	}
-	policy, err := pl.resolver.Resolve(pod)
-	if err != nil {
+	policy, reason := pl.resolver.Resolve(pod)
+	if reason != nil {
 		// The Workload or podGroup went away after the pod entered the queue.
-		return fwk.NewStatus(fwk.Unschedulable, err.Error()), 0
+		return fwk.NewStatus(fwk.Unschedulable, reason.Message), 0
 	}
 	if !policy.IsGang() {
 		return nil, 0

@@ -96,9 +96,9 @@ func (r *Resolver) Len() int {
 	return len(r.workloads)
 }
 
-// Resolve returns the policy of the podGroup the pod references, or a *Reason
-// error that says why the pod must wait.
-func (r *Resolver) Resolve(pod *v1.Pod) (Policy, error) {
+// Resolve returns the policy of the podGroup the pod references, or the
+// Reason the pod must wait.
+func (r *Resolver) Resolve(pod *v1.Pod) (Policy, *Reason) {
 	ref := pod.Spec.WorkloadRef
 	if !r.served {
 		return Policy{}, &Reason{Code: "WorkloadAPINotServed", Message: fmt.Sprintf(
@@ -118,11 +118,11 @@ func (r *Resolver) Resolve(pod *v1.Pod) (Policy, error) {
 		return Policy{}, &Reason{Code: "WorkloadNotFound", Message: fmt.Sprintf(
 			"Workload %q referenced by spec.workloadRef does not exist in namespace %q", ref.Name, pod.Namespace)}
 	}
-	policy, err := PolicyOf(workload, ref.PodGroup)
-	if err == nil {
+	policy, reason := PolicyOf(workload, ref.PodGroup)
+	if reason == nil {
 		policy.PermitTimeout, _ = PermitTimeoutOf(workload)
 	}
-	return policy, err
+	return policy, reason
 }
 
 // PermitTimeoutOf reads the Workload's PermitWaitingTimeAnnotation. It returns
@@ -146,8 +146,8 @@ func PermitTimeoutOf(workload *schedulingv1alpha1.Workload) (timeout time.Durati
 }
 
 // PolicyOf returns the policy of the named podGroup of a Workload, or a
-// *Reason error naming the podGroup when the Workload has none of that name.
-func PolicyOf(workload *schedulingv1alpha1.Workload, podGroup string) (Policy, error) {
+// Reason naming the podGroup when the Workload has none of that name.
+func PolicyOf(workload *schedulingv1alpha1.Workload, podGroup string) (Policy, *Reason) {
 	for i := range workload.Spec.PodGroups {
 		g := &workload.Spec.PodGroups[i]
 		if g.Name != podGroup {

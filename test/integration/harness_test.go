@@ -159,6 +159,13 @@ func (c *cluster) startScheduler(t *testing.T) {
 func (c *cluster) runScheduler(t *testing.T, configFile string) {
 	t.Helper()
 	featuregatetesting.SetFeatureGatesDuringTest(t, utilfeature.DefaultFeatureGate, registry.FeatureGateDefaults)
+	runSchedulerWithGates(t, configFile)
+}
+
+// runSchedulerWithGates runs the scheduler from a configuration file with the
+// process's feature gates as they are, until t ends.
+func runSchedulerWithGates(t *testing.T, configFile string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	run, err := setupScheduler(ctx, configFile)
 	if err != nil {

@@ -122,20 +122,7 @@ func (c *cluster) runStockScheduler(t *testing.T, profile string) {
 		"leaderElection":   map[string]interface{}{"leaderElect": false},
 		"profiles":         []interface{}{map[string]interface{}{"schedulerName": profile}},
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	run, err := setupScheduler(ctx, c.writeConfig(t, cfg))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := run(); err != nil && ctx.Err() == nil {
-			t.Errorf("the scheduler stopped: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	runSchedulerWithGates(t, c.writeConfig(t, cfg))
 }
 
 type perfResult struct {
