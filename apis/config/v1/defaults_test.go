@@ -17,6 +17,16 @@ import (
 // the WorkloadCoscheduling args of its first profile.
 func decodeArgs(t *testing.T, args string) (*internal.WorkloadCoschedulingArgs, error) {
 	t.Helper()
+	decoded, err := decodeArgsOrError(args)
+	if err == nil && decoded == nil {
+		t.Fatalf("no WorkloadCoscheduling args decoded from %q", args)
+	}
+	return decoded, err
+}
+
+// decodeArgsOrError is decodeArgs without a test: nil args and no error
+// when the document decodes without WorkloadCoscheduling args.
+func decodeArgsOrError(args string) (*internal.WorkloadCoschedulingArgs, error) {
 	doc := `apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
 profiles:
@@ -32,13 +42,15 @@ profiles:
 	if err != nil {
 		return nil, err
 	}
-	cfg := obj.(*config.KubeSchedulerConfiguration)
+	cfg, ok := obj.(*config.KubeSchedulerConfiguration)
+	if !ok || len(cfg.Profiles) == 0 {
+		return nil, nil // input that rewrote the document itself
+	}
 	for _, pc := range cfg.Profiles[0].PluginConfig {
-		if pc.Name == "WorkloadCoscheduling" {
-			return pc.Args.(*internal.WorkloadCoschedulingArgs), nil
+		if args, ok := pc.Args.(*internal.WorkloadCoschedulingArgs); ok && pc.Name == "WorkloadCoscheduling" {
+			return args, nil
 		}
 	}
-	t.Fatalf("no WorkloadCoscheduling args in %+v", cfg.Profiles[0].PluginConfig)
 	return nil, nil
 }
 
