@@ -89,13 +89,6 @@ func (r *Resolver) DeleteWorkload(w *schedulingv1alpha1.Workload) {
 	delete(r.workloads, workloadKey{w.Namespace, w.Name})
 }
 
-// Len returns the number of Workloads the resolver keeps.
-func (r *Resolver) Len() int {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return len(r.workloads)
-}
-
 // Resolve returns the policy of the podGroup the pod references, or the
 // Reason the pod must wait.
 func (r *Resolver) Resolve(pod *v1.Pod) (Policy, *Reason) {
