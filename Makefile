@@ -1,5 +1,5 @@
 # workload-coscheduling: kube-scheduler v1.35.4 with the WorkloadCoscheduling plugin.
-# Everything here needs only Go: tools build from the module proxy (hack/tools/go.mod).
+# Everything here needs only Go: tools build from the module proxy (hack/tools/*/go.mod).
 
 GO ?= go
 BIN := bin
@@ -8,17 +8,63 @@ TOOLS := -modfile=hack/tools/go.mod
 HELM := $(BIN)/helm
 KUBE_VERSION := 1.35.4
 IMAGE ?= workload-coscheduling/kube-scheduler:0.1.0
+# Stamped into every Kubernetes binary built here, as the release build does
+# (kwokctl reads the version to pick component flags).
+KUBE_LDFLAGS := -ldflags '-X k8s.io/component-base/version.gitVersion=v$(KUBE_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=35 \
+	-X k8s.io/component-base/version.gitTreeState=clean'
+# The local cluster: the control plane from k8s.io/kubernetes v$(KUBE_VERSION) (hack/tools/k8s),
+# kwokctl and kwok from sigs.k8s.io/kwok (hack/tools/clusters).
+K8S_TOOLS := -modfile=hack/tools/k8s/go.mod
+LOCAL_TOOLS := $(BIN)/kwokctl $(BIN)/kwok $(BIN)/k8s/etcd $(BIN)/k8s/kube-apiserver \
+	$(BIN)/k8s/kube-controller-manager $(BIN)/k8s/default-scheduler $(BIN)/k8s/kubectl
 
-.PHONY: all build test unit-test integration-test bench bench-smoke verify generate manifests image clean
+.PHONY: all build test unit-test integration-test e2e-local e2e bench bench-smoke verify generate manifests \
+	image clean local-tools local-up local-down demo
 
 all: build
 
 ## build: the scheduler binary, bin/kube-scheduler
 build:
-	$(GO) build -o $(BIN)/kube-scheduler ./cmd/scheduler
+	$(GO) build $(KUBE_LDFLAGS) -o $(BIN)/kube-scheduler ./cmd/scheduler
 
-## test: verify, then the unit and the integration tests
-test: verify unit-test integration-test
+## demo: the samples on a live gang table; starts (and removes) the local cluster unless
+## KUBECONFIG names a cluster (then SCHEDULER_NAME is the schedulerName of ours there)
+SCHEDULER_NAME ?= workload-coscheduling
+demo: build local-tools
+	$(GO) build -o $(BIN)/demo ./cmd/demo
+	$(BIN)/demo -scheduler-name $(SCHEDULER_NAME)
+
+## local-up: a local Kubernetes $(KUBE_VERSION) cluster (kwokctl, simulated nodes) running this scheduler
+local-up: build local-tools
+	$(GO) build -o $(BIN)/local-cluster ./cmd/local-cluster
+	$(BIN)/local-cluster up
+
+## local-down: stop the local cluster and remove its files
+local-down:
+	$(GO) build -o $(BIN)/local-cluster ./cmd/local-cluster
+	$(BIN)/local-cluster down
+
+## local-tools: the binaries the local cluster runs, built from the module proxy
+local-tools: $(HELM) $(LOCAL_TOOLS)
+
+$(BIN)/kwokctl $(BIN)/kwok: hack/tools/clusters/go.mod
+	$(GO) -C hack/tools/clusters build -o $(CURDIR)/$@ sigs.k8s.io/kwok/cmd/$(notdir $@)
+
+$(BIN)/kind: hack/tools/clusters/go.mod
+	$(GO) -C hack/tools/clusters build -o $(CURDIR)/$@ sigs.k8s.io/kind
+
+$(BIN)/k8s/etcd: hack/tools/k8s/go.mod
+	$(GO) build $(K8S_TOOLS) -o $@ go.etcd.io/etcd/server/v3
+
+$(BIN)/k8s/default-scheduler: hack/tools/k8s/go.mod
+	$(GO) build $(K8S_TOOLS) $(KUBE_LDFLAGS) -o $@ k8s.io/kubernetes/cmd/kube-scheduler
+
+$(BIN)/k8s/kube-apiserver $(BIN)/k8s/kube-controller-manager $(BIN)/k8s/kubectl: hack/tools/k8s/go.mod
+	$(GO) build $(K8S_TOOLS) $(KUBE_LDFLAGS) -o $@ k8s.io/kubernetes/cmd/$(notdir $@)
+
+## test: verify, then the unit, integration and local end-to-end tests
+test: verify unit-test integration-test e2e-local
 
 ## unit-test: the pure logic (gang index, args), no API server
 unit-test:
@@ -28,6 +74,15 @@ unit-test:
 ## (the chart tests run bin/helm and bin/kube-scheduler)
 integration-test: build $(HELM)
 	$(GO) test -timeout $(INTEGRATION_TIMEOUT) ./test/integration/...
+
+## e2e-local: the end-to-end suite (test/e2e) on the local cluster
+e2e-local: build local-tools
+	$(GO) -C test/e2e test -count=1 -timeout 20m . -args -e2e.env=local
+
+## e2e: the same suite on a kind cluster (needs Docker): builds and loads the image,
+## installs the chart with helm, deletes the cluster at the end
+e2e: image $(HELM) $(BIN)/kind
+	$(GO) -C test/e2e test -count=1 -timeout 40m . -v -args -e2e.env=kind -e2e.image=$(IMAGE)
 
 ## bench: the hot-path micro-benchmarks, then TestPerformance at BENCH_SIZE (quick or full):
 ## this scheduler, the in-tree 1.35.4 GangScheduling plugin and plain pods, side by side
@@ -64,4 +119,4 @@ generate:
 	hack/update-codegen.sh
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) .local
