@@ -7,12 +7,17 @@ cd "$(dirname "$0")/.."
 status=0
 fail() { echo "verify: $*" >&2; status=1; }
 
-unformatted=$(gofmt -l $(git ls-files '*.go'))
+unformatted=$(gofmt -l $(git ls-files --cached --others --exclude-standard '*.go'))
 [ -z "$unformatted" ] || fail "gofmt would change: $unformatted (run gofmt -w)"
 
 go vet ./... || fail "go vet found problems"
+(cd test/e2e && go vet ./...) || fail "go vet found problems in test/e2e"
 
-for mod in go.mod hack/tools/go.mod; do
+# The repository's modules: the scheduler, its tools (code generators and helm;
+# the control plane of the local cluster; kwok and kind) and the e2e suite,
+# which has its own so that e2e-framework's newer dependencies stay out of the
+# scheduler's build.
+for mod in go.mod hack/tools/go.mod hack/tools/k8s/go.mod hack/tools/clusters/go.mod test/e2e/go.mod; do
   dir=$(dirname "$mod")
   # go mod tidy -diff prints what tidy would change and fails if anything.
   (cd "$dir" && go mod tidy -diff) || fail "$mod is not tidy (run go mod tidy in $dir)"
