@@ -46,6 +46,17 @@ type gang struct {
 	members map[types.UID]*member
 	counts  Counts
 	clock   *clock
+	// firstSeen is the creation of the gang's first member; complete is set
+	// once minCount members were bound (see Complete).
+	firstSeen time.Time
+	complete  bool
+	// attemptStart is when the current attempt reserved its first member;
+	// admitted is set when the attempt reached its quorum at Permit.
+	attemptStart time.Time
+	admitted     bool
+	// reason is the last reason reported for the whole gang (see
+	// SetGangReason).
+	reason string
 }
 
 // clock holds the times a gang is ordered and held back by. They are read on
@@ -127,8 +138,55 @@ func (x *Index) Reserve(key Key, pod *v1.Pod) Counts {
 	if m.state == statePending {
 		g.setState(m, stateReserved)
 		m.rejected = false
+		if g.attemptStart.IsZero() {
+			g.attemptStart = time.Now()
+		}
 	}
 	return g.counts
+}
+
+// Admit records that the gang's current attempt reached its quorum at Permit.
+// The first call of an attempt reports true and how long the attempt's
+// members have waited since the first of them reserved; later calls (members
+// beyond minCount) report false.
+func (x *Index) Admit(key Key, now time.Time) (waited time.Duration, first bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	g, ok := x.gangs[key]
+	if !ok || g.admitted {
+		return 0, false
+	}
+	g.admitted = true
+	return sinceOrZero(now, g.attemptStart), true
+}
+
+// Admitted reports whether the gang's current attempt reached its quorum: a
+// member that fails afterwards failed to bind.
+func (x *Index) Admitted(key Key) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	g, ok := x.gangs[key]
+	return ok && g.admitted
+}
+
+// Complete records that minCount members of the gang are bound. The first
+// call reports true and how long it took since the first member was created.
+func (x *Index) Complete(key Key, now time.Time) (took time.Duration, first bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	g, ok := x.gangs[key]
+	if !ok || g.complete {
+		return 0, false
+	}
+	g.complete = true
+	return sinceOrZero(now, g.firstSeen), true
+}
+
+func sinceOrZero(now, t time.Time) time.Duration {
+	if t.IsZero() || now.Before(t) {
+		return 0
+	}
+	return now.Sub(t)
 }
 
 // Unreserve undoes Reserve for a member that was not bound. It reports
@@ -172,14 +230,23 @@ func (x *Index) StartRollback(key Key) []types.UID {
 }
 
 // Fail records a failed attempt of the gang at now: it queues behind the
-// gangs that came since, and is held back until now+backoff.
-func (x *Index) Fail(key Key, now time.Time, backoff time.Duration) {
+// gangs that came since, and is held back until now+backoff. It returns how
+// long the attempt's members waited since the first of them reserved (zero
+// when none had).
+func (x *Index) Fail(key Key, now time.Time, backoff time.Duration) (waited time.Duration) {
+	x.mu.Lock()
+	if g, ok := x.gangs[key]; ok {
+		waited = sinceOrZero(now, g.attemptStart)
+		g.attemptStart, g.admitted = time.Time{}, false
+	}
+	x.mu.Unlock()
 	if c := x.clock(key); c != nil {
 		c.queued.Store(now.UnixNano())
 		if backoff > 0 {
 			c.backoffUntil.Store(now.Add(backoff).UnixNano())
 		}
 	}
+	return waited
 }
 
 // BackoffLeft returns how long the gang is still held back after a failed
@@ -301,6 +368,33 @@ func (x *Index) SetReason(key Key, uid types.UID, reason string) bool {
 	return true
 }
 
+// Each calls fn, under the index's read lock, for every gang with its counts
+// and the end of its backoff (Unix nanoseconds, 0 when none). fn must not
+// call the index.
+func (x *Index) Each(fn func(key Key, counts Counts, backoffUntil int64)) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for key, g := range x.gangs {
+		fn(key, g.counts, g.clock.backoffUntil.Load())
+	}
+}
+
+// SetGangReason records why the whole gang waits and reports whether that
+// differs from the reason recorded before (or the gang is not indexed yet).
+func (x *Index) SetGangReason(key Key, reason string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	g, ok := x.gangs[key]
+	if !ok {
+		return true
+	}
+	if g.reason == reason {
+		return false
+	}
+	g.reason = reason
+	return true
+}
+
 // Len returns the number of gangs in the index.
 func (x *Index) Len() int {
 	x.mu.RLock()
@@ -319,6 +413,7 @@ func (x *Index) gangLocked(key Key, first *v1.Pod) *gang {
 			created = time.Now()
 		}
 		g.clock.queued.Store(created.UnixNano())
+		g.firstSeen = created
 		x.clocks.Store(key, g.clock)
 		x.gangs[key] = g
 		wk := key.WorkloadKey()

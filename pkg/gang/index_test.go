@@ -290,3 +290,75 @@ func TestHas(t *testing.T) {
 		t.Fatalf("Has does not match the members")
 	}
 }
+
+func TestIndexAttemptLifecycle(t *testing.T) {
+	x := NewIndex()
+	created := time.Now().Add(-time.Minute)
+	first := pod("a", "")
+	first.CreationTimestamp = metav1.NewTime(created)
+	x.ObservePod(keyA, first)
+	x.ObservePod(keyA, pod("b", ""))
+
+	if waited, ok := x.Admit(keyA, time.Now()); !ok || waited != 0 {
+		t.Errorf("Admit before any reservation = %v, %v; want 0, true", waited, ok)
+	}
+	if _, ok := x.Admit(keyA, time.Now()); ok {
+		t.Error("a second Admit in the same attempt reported first")
+	}
+	if !x.Admitted(keyA) {
+		t.Error("Admitted = false after Admit")
+	}
+
+	// A failed attempt forgets the admission and reports how long the
+	// attempt's members waited since the first reservation.
+	x.Reserve(keyA, pod("a", ""))
+	later := time.Now().Add(3 * time.Second)
+	if waited := x.Fail(keyA, later, 0); waited < 2*time.Second || waited > 4*time.Second {
+		t.Errorf("Fail reported a wait of %v, want about 3s", waited)
+	}
+	if x.Admitted(keyA) {
+		t.Error("Admitted = true after Fail")
+	}
+	if waited := x.Fail(keyA, later, 0); waited != 0 {
+		t.Errorf("Fail without a reservation since reported %v, want 0", waited)
+	}
+
+	// Complete counts from the first member's creation, once.
+	if took, ok := x.Complete(keyA, created.Add(90*time.Second)); !ok || took != 90*time.Second {
+		t.Errorf("Complete = %v, %v; want 1m30s, true", took, ok)
+	}
+	if _, ok := x.Complete(keyA, time.Now()); ok {
+		t.Error("a second Complete reported first")
+	}
+	if _, ok := x.Complete(Key{Namespace: "other"}, time.Now()); ok {
+		t.Error("Complete of an unknown gang reported first")
+	}
+}
+
+func TestIndexGangReasonAndEach(t *testing.T) {
+	x := NewIndex()
+	x.ObservePod(keyA, pod("a", ""))
+	keyB := Key{Namespace: "ns", Workload: "job", PodGroup: "workers", ReplicaKey: "1"}
+	x.ObservePod(keyB, pod("b", ""))
+	x.Fail(keyB, time.Now(), time.Minute)
+
+	for i, tc := range []struct {
+		reason string
+		want   bool
+	}{{"WaitingForGangMembers", true}, {"WaitingForGangMembers", false}, {"GangBackoff", true}, {"WaitingForGangMembers", true}} {
+		if got := x.SetGangReason(keyA, tc.reason); got != tc.want {
+			t.Errorf("step %d: SetGangReason(%s) = %v, want %v", i, tc.reason, got, tc.want)
+		}
+	}
+
+	seen := map[Key]int64{}
+	x.Each(func(key Key, counts Counts, backoffUntil int64) {
+		if counts.Present != 1 {
+			t.Errorf("%v: Present = %d, want 1", key, counts.Present)
+		}
+		seen[key] = backoffUntil
+	})
+	if len(seen) != 2 || seen[keyA] != 0 || seen[keyB] <= time.Now().UnixNano() {
+		t.Errorf("Each saw %v; want both gangs, only %v backing off", seen, keyB)
+	}
+}

@@ -15,10 +15,10 @@ import (
 // podGroupReplicaKey. Different replica keys are independent gangs of the
 // same minCount.
 type Key struct {
-	Namespace  string
-	Workload   string
-	PodGroup   string
-	ReplicaKey string
+	Namespace  string `json:"namespace"`
+	Workload   string `json:"workload"`
+	PodGroup   string `json:"podGroup"`
+	ReplicaKey string `json:"replicaKey,omitempty"`
 }
 
 // KeyOf returns the gang key of a pod that has spec.workloadRef, and false for

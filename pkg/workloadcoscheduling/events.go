@@ -133,7 +133,7 @@ func (pl *WorkloadCoscheduling) podAdded(logger klog.Logger, pod *v1.Pod) {
 	key, _ := gang.KeyOf(pod)
 	counts := pl.index.ObservePod(key, pod)
 	if pod.Spec.NodeName != "" {
-		pl.allowIfComplete(logger, pod, key, counts)
+		pl.memberBound(logger, pod, key, counts)
 		return
 	}
 	// Only the member that completes the quorum wakes the others, so a gang
@@ -148,7 +148,7 @@ func (pl *WorkloadCoscheduling) podUpdated(logger klog.Logger, pod *v1.Pod) {
 	key, _ := gang.KeyOf(pod)
 	counts := pl.index.ObservePod(key, pod)
 	if pod.Spec.NodeName != "" {
-		pl.allowIfComplete(logger, pod, key, counts)
+		pl.memberBound(logger, pod, key, counts)
 	}
 }
 
@@ -168,18 +168,25 @@ func (pl *WorkloadCoscheduling) podDeleted(logger klog.Logger, pod *v1.Pod) {
 		return
 	}
 	if policy, reason := pl.resolver.Resolve(pod); reason == nil && policy.IsGang() && counts.Bound < int(policy.MinCount) {
-		pl.rollback(klog.NewContext(context.Background(), logger), key,
+		pl.rollback(klog.NewContext(context.Background(), logger), key, resultMemberDeleted,
 			fmt.Sprintf("gang %s rejected: member %s was deleted while it held a reservation", key, pod.Name))
 	}
 }
 
-// allowIfComplete lets the waiting members of a gang go when a bound member
-// the index learns of late (after a restart, say) completes the gang.
-func (pl *WorkloadCoscheduling) allowIfComplete(logger klog.Logger, pod *v1.Pod, key gang.Key, counts gang.Counts) {
-	if counts.Reserved == 0 {
+// memberBound records when a gang has minCount members bound, and lets the
+// waiting members of a gang go when a bound member the index learns of late
+// (after a restart, say) completes the gang.
+func (pl *WorkloadCoscheduling) memberBound(logger klog.Logger, pod *v1.Pod, key gang.Key, counts gang.Counts) {
+	policy, reason := pl.resolver.Resolve(pod)
+	if reason != nil || !policy.IsGang() {
 		return
 	}
-	if policy, reason := pl.resolver.Resolve(pod); reason == nil && counts.Placed() >= int(policy.MinCount) {
+	if counts.Bound >= int(policy.MinCount) {
+		if took, first := pl.index.Complete(key, pl.now()); first {
+			gangAdmissionDuration.Observe(took.Seconds())
+		}
+	}
+	if counts.Reserved > 0 && counts.Placed() >= int(policy.MinCount) {
 		if allowed := pl.allowWaiting(key); allowed > 0 {
 			logger.V(3).Info("Gang completed by a bound member", "gang", key, "allowedWaiting", allowed)
 		}

@@ -99,6 +99,11 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 	}
 	pl.startup.pods = map[string]*v1.Pod{}
 	go pl.reportAfterSync(ctx)
+	pl.registerMetrics()
+	go func() {
+		<-ctx.Done()
+		pl.unregisterMetrics()
+	}()
 	return pl, nil
 }
 
@@ -166,7 +171,7 @@ func (pl *WorkloadCoscheduling) PreEnqueue(ctx context.Context, pod *v1.Pod) *fw
 		return status
 	}
 	if status := pl.gangReady(key, pod, policy); status != nil {
-		pl.tellWaiting(pod, key, v1.EventTypeNormal, status.reason, status.Message())
+		pl.tellGangWaiting(pod, key, status.reason, status.Message())
 		return status.Status
 	}
 	return nil
@@ -225,6 +230,29 @@ func (pl *WorkloadCoscheduling) tellWaiting(pod *v1.Pod, key gang.Key, eventType
 	}
 	if pl.index.SetReason(key, pod.UID, msg) {
 		pl.handle.EventRecorder().Eventf(pod, nil, eventType, reason, "Scheduling", msg)
+	}
+}
+
+// tellWorkload records an event on the gang's Workload: one per attempt of
+// the gang (admitted, or rolled back with the reason), however many members
+// it has, so `kubectl describe workload` reads the gang's history.
+func (pl *WorkloadCoscheduling) tellWorkload(key gang.Key, eventType, reason, note string) {
+	if w := pl.resolver.Workload(key.Namespace, key.Workload); w != nil {
+		pl.handle.EventRecorder().Eventf(w, nil, eventType, reason, "Scheduling", note)
+	}
+}
+
+// tellGangWaiting reports why a whole gang waits (too few members, or a
+// backoff) once per change of that reason for the gang, not per member: on
+// the member that saw it first and on the Workload. A gang of 1000 costs two
+// events per change, and `kubectl gang describe` shows the live counts.
+func (pl *WorkloadCoscheduling) tellGangWaiting(pod *v1.Pod, key gang.Key, reason, msg string) {
+	if pl.startup.hold(pod) {
+		return
+	}
+	if pl.index.SetGangReason(key, reason) {
+		pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeNormal, reason, "Scheduling", msg)
+		pl.tellWorkload(key, v1.EventTypeNormal, reason, msg)
 	}
 }
 
@@ -315,7 +343,7 @@ func (pl *WorkloadCoscheduling) PostFilter(ctx context.Context, _ fwk.CycleState
 		// waits like any pod, without touching its siblings.
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
-	msg := pl.rollback(ctx, key, fmt.Sprintf("gang %s rejected: member %s does not fit on any node", key, pod.Name))
+	msg := pl.rollback(ctx, key, resultRejectedInPostFilter, fmt.Sprintf("gang %s rejected: member %s does not fit on any node", key, pod.Name))
 	return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 }
 
@@ -323,15 +351,22 @@ func (pl *WorkloadCoscheduling) PostFilter(ctx context.Context, _ fwk.CycleState
 // rejected (only this gang's, found through the index), the gang queues
 // behind the gangs that came since, and it backs off, after which one
 // activation wakes its members together. It returns the message the members
-// were rejected with: why, and for how long the gang backs off.
-func (pl *WorkloadCoscheduling) rollback(ctx context.Context, key gang.Key, why string) string {
+// were rejected with: why, and for how long the gang backs off. result is
+// the attempt's result for the metrics.
+func (pl *WorkloadCoscheduling) rollback(ctx context.Context, key gang.Key, result, why string) string {
 	logger := klog.FromContext(ctx)
 	msg := why
 	if pl.backoff > 0 {
 		msg = fmt.Sprintf("%s; backing off for %v", why, pl.backoff)
 	}
 	rejected := pl.rejectWaiting(key, msg)
-	pl.index.Fail(key, pl.now(), pl.backoff)
+	waited := pl.index.Fail(key, pl.now(), pl.backoff)
+	gangAttempts.WithLabelValues(result).Inc()
+	membersRolledBack.Add(float64(rejected))
+	if waited > 0 {
+		permitWaitDuration.WithLabelValues("rolled_back").Observe(waited.Seconds())
+	}
+	pl.tellWorkload(key, v1.EventTypeWarning, "GangRolledBack", msg)
 	logger.V(2).Info("Gang attempt failed, rolled back", "gang", key, "rejectedWaiting", rejected, "backoff", pl.backoff, "reason", msg)
 	if pl.backoff > 0 {
 		time.AfterFunc(pl.backoff, func() { pl.activate(logger, key, "backoff over") })
@@ -377,7 +412,13 @@ func (pl *WorkloadCoscheduling) Unreserve(ctx context.Context, _ fwk.CycleState,
 	if reason == nil && (!policy.IsGang() || pl.index.Counts(key).Bound >= int(policy.MinCount)) {
 		return
 	}
-	pl.rollback(ctx, key, fmt.Sprintf("gang %s rejected: member %s failed after it was reserved", key, pod.Name))
+	// Once the gang was admitted its members are binding: a failure now is
+	// a bind failure. Before, it is mostly a Permit wait that timed out.
+	result := resultPermitTimeout
+	if pl.index.Admitted(key) {
+		result = resultBindFailure
+	}
+	pl.rollback(ctx, key, result, fmt.Sprintf("gang %s rejected: member %s failed after it was reserved", key, pod.Name))
 }
 
 // waitForGang is the status of a member that waits at Permit. The framework
@@ -411,6 +452,11 @@ func (pl *WorkloadCoscheduling) Permit(ctx context.Context, _ fwk.CycleState, po
 			loggerV.Info("Gang member waits for its gang", "pod", klog.KObj(pod), "gang", key, "placed", counts.Placed(), "minCount", policy.MinCount, "timeout", timeout)
 		}
 		return waitForGang, timeout
+	}
+	if waited, first := pl.index.Admit(key, pl.now()); first {
+		gangAttempts.WithLabelValues(resultAdmitted).Inc()
+		permitWaitDuration.WithLabelValues(resultAdmitted).Observe(waited.Seconds())
+		pl.tellWorkload(key, v1.EventTypeNormal, "GangAdmitted", fmt.Sprintf("gang %s has %d of %d members placed: all go to binding", key, counts.Placed(), policy.MinCount))
 	}
 	allowed := pl.allowWaiting(key)
 	logger.V(3).Info("Gang complete, members go to binding", "pod", klog.KObj(pod), "node", nodeName, "gang", key, "allowedWaiting", allowed)

@@ -89,29 +89,47 @@ func (r *Resolver) DeleteWorkload(w *schedulingv1alpha1.Workload) {
 	delete(r.workloads, workloadKey{w.Namespace, w.Name})
 }
 
+// Workload returns the Workload namespace/name, from what the resolver was
+// given or else the lister, or nil.
+func (r *Resolver) Workload(namespace, name string) *schedulingv1alpha1.Workload {
+	r.mu.RLock()
+	w := r.workloads[workloadKey{namespace, name}]
+	r.mu.RUnlock()
+	if w == nil && r.lister != nil {
+		w, _ = r.lister.Workloads(namespace).Get(name)
+	}
+	return w
+}
+
 // Resolve returns the policy of the podGroup the pod references, or the
 // Reason the pod must wait.
 func (r *Resolver) Resolve(pod *v1.Pod) (Policy, *Reason) {
 	ref := pod.Spec.WorkloadRef
+	return r.ResolveGroup(pod.Namespace, ref.Name, ref.PodGroup)
+}
+
+// ResolveGroup returns the policy of the podGroup of the Workload
+// namespace/name, or the Reason its pods must wait.
+func (r *Resolver) ResolveGroup(namespace, name, podGroup string) (Policy, *Reason) {
 	if !r.served {
 		return Policy{}, &Reason{Code: "WorkloadAPINotServed", Message: fmt.Sprintf(
 			"the API server does not serve %s Workloads, so Workload %q of spec.workloadRef cannot be read "+
 				"(the API server needs --feature-gates=GenericWorkload=true and --runtime-config=%s=true)",
-			GroupVersion, ref.Name, GroupVersion)}
+			GroupVersion, name, GroupVersion)}
 	}
 	r.mu.RLock()
-	workload, ok := r.workloads[workloadKey{pod.Namespace, ref.Name}]
+	workload, ok := r.workloads[workloadKey{namespace, name}]
 	r.mu.RUnlock()
 	if !ok && r.lister != nil {
-		if w, err := r.lister.Workloads(pod.Namespace).Get(ref.Name); err == nil {
+		if w, err := r.lister.Workloads(namespace).Get(name); err == nil {
 			workload, ok = w, true
 		}
 	}
 	if !ok {
 		return Policy{}, &Reason{Code: "WorkloadNotFound", Message: fmt.Sprintf(
-			"Workload %q referenced by spec.workloadRef does not exist in namespace %q", ref.Name, pod.Namespace)}
+			"Workload %q referenced by spec.workloadRef does not exist in namespace %q", name, namespace)}
 	}
-	policy, reason := PolicyOf(workload, ref.PodGroup)
+	policy, reason := PolicyOf(workload, podGroup)
 	if reason == nil {
 		policy.PermitTimeout, _ = PermitTimeoutOf(workload)
 	}

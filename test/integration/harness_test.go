@@ -403,15 +403,16 @@ func (c *cluster) stayUnbound(t *testing.T, ns string, d time.Duration, names ..
 	}
 }
 
-// waitEvent waits for an event on the pod whose reason and note contain the
-// given strings, and returns its note.
-func (c *cluster) waitEvent(t *testing.T, ns, pod, reason, noteContains string) string {
+// waitEvent waits for an event on the object (a pod, or a Workload for the
+// gang's events) whose reason and note contain the given strings, and
+// returns its note.
+func (c *cluster) waitEvent(t *testing.T, ns, object, reason, noteContains string) string {
 	t.Helper()
 	var seen []string
 	var note string
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
 		events, err := c.client.EventsV1().Events(ns).List(ctx, metav1.ListOptions{
-			FieldSelector: fields.OneTermEqualSelector("regarding.name", pod).String(),
+			FieldSelector: fields.OneTermEqualSelector("regarding.name", object).String(),
 		})
 		if err != nil {
 			return false, err
@@ -427,7 +428,7 @@ func (c *cluster) waitEvent(t *testing.T, ns, pod, reason, noteContains string) 
 		return false, nil
 	})
 	if err != nil {
-		t.Fatalf("no event %s containing %q on pod %s/%s; events: %q", reason, noteContains, ns, pod, seen)
+		t.Fatalf("no event %s containing %q on %s/%s; events: %q", reason, noteContains, ns, object, seen)
 	}
 	return note
 }

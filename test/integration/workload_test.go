@@ -22,7 +22,7 @@ type clusterCase struct {
 func TestWorkloadCoscheduling(t *testing.T) {
 	c := startCluster(t, workloadAPIFlags...)
 	c.startScheduler(t)
-	for _, cases := range [][]clusterCase{referenceCases, lifecycleCases} {
+	for _, cases := range [][]clusterCase{referenceCases, lifecycleCases, metricsCases, eventCases, gangctlCases} {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) { tc.run(t, c) })
 		}
@@ -78,7 +78,7 @@ var referenceCases = []clusterCase{
 		c.createWorkload(t, ns, "job", podGroup{name: "workers", minCount: 3})
 		c.createPod(t, ns, podSpec{name: "w-0", workload: "job", podGroup: "workers"})
 		c.createPod(t, ns, podSpec{name: "w-1", workload: "job", podGroup: "workers"})
-		c.waitEvent(t, ns, "w-1", "WaitingForGangMembers", "/3 present")
+		c.waitEvent(t, ns, "job", "WaitingForGangMembers", "/3 present")
 		c.stayUnbound(t, ns, 3*time.Second, "w-0", "w-1")
 
 		c.createPod(t, ns, podSpec{name: "w-2", workload: "job", podGroup: "workers"})
@@ -136,7 +136,7 @@ var referenceCases = []clusterCase{
 		// the next member arrives, or that member would count w-0 too.
 		time.Sleep(500 * time.Millisecond)
 		c.createPod(t, ns, podSpec{name: "w-2", workload: "job", podGroup: "workers"})
-		c.waitEvent(t, ns, "w-2", "WaitingForGangMembers", "/3 present")
+		c.waitEvent(t, ns, "job", "WaitingForGangMembers", "/3 present")
 		c.stayUnbound(t, ns, 2*time.Second, "w-1", "w-2")
 
 		// Quorum with room for two: two members wait at Permit, one does not fit.
