@@ -20,13 +20,17 @@ LOCAL_TOOLS := $(BIN)/kwokctl $(BIN)/kwok $(BIN)/k8s/etcd $(BIN)/k8s/kube-apiser
 	$(BIN)/k8s/kube-controller-manager $(BIN)/k8s/default-scheduler $(BIN)/k8s/kubectl
 
 .PHONY: all build test unit-test integration-test e2e-local e2e bench bench-smoke verify generate manifests \
-	image clean local-tools local-up local-down demo
+	image clean local-tools local-up local-down demo kubectl-gang
 
 all: build
 
 ## build: the scheduler binary, bin/kube-scheduler
 build:
 	$(GO) build $(KUBE_LDFLAGS) -o $(BIN)/kube-scheduler ./cmd/scheduler
+
+## kubectl-gang: the kubectl plugin, bin/kubectl-gang (put bin/ on PATH: kubectl gang list)
+kubectl-gang:
+	$(GO) build -o $(BIN)/kubectl-gang ./cmd/kubectl-gang
 
 ## demo: the samples on a live gang table; starts (and removes) the local cluster unless
 ## KUBECONFIG names a cluster (then SCHEDULER_NAME is the schedulerName of ours there)

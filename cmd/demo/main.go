@@ -90,7 +90,7 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 			time.Since(start).Seconds(), localcluster.KubeVersion)
 		o.kubeconfig = c.Kubeconfig
 		if o.keep {
-			fmt.Fprintf(out, "Kept: export KUBECONFIG=%s\nRemove it with: bin/local-cluster -name %s down\n\n", c.Kubeconfig, opts.Name)
+			fmt.Fprintf(out, "Kept: export KUBECONFIG=%s\nRemove it with: go run ./cmd/local-cluster -name %s down\n\n", c.Kubeconfig, opts.Name)
 		} else {
 			defer func() {
 				err = errors.Join(err, localcluster.Down(cleanup, opts))
@@ -235,7 +235,7 @@ func watch(ctx context.Context, client kubernetes.Interface, o options, out io.W
 			return nil, err
 		}
 		var table strings.Builder
-		if err := gangview.WriteTable(&table, rows, 90); err != nil {
+		if err := gangview.WriteTable(&table, rows, gangview.TableOptions{MaxReason: 90}); err != nil {
 			return nil, err
 		}
 		// Reasons change with every attempt of a gang that cannot fit: the

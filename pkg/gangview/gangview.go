@@ -48,18 +48,22 @@ const (
 
 // Gang is one row of the view.
 type Gang struct {
-	Key gang.Key
+	Key gang.Key `json:"gang"`
 	// IsGang tells the gang policy from the basic one; MinCount is 0 for
 	// basic podGroups and while the Workload is missing.
-	IsGang   bool
-	MinCount int32
+	IsGang   bool  `json:"isGang"`
+	MinCount int32 `json:"minCount,omitempty"`
 	// Present counts the members that exist; Bound those with a node;
 	// Running, Succeeded and Failed go by pod phase.
-	Present, Bound, Running, Succeeded, Failed int
-	State                                      State
+	Present   int   `json:"present"`
+	Bound     int   `json:"bound"`
+	Running   int   `json:"running"`
+	Succeeded int   `json:"succeeded"`
+	Failed    int   `json:"failed"`
+	State     State `json:"state"`
 	// Reason is the latest word of the scheduler on a member still pending:
 	// an event note or the PodScheduled condition's message.
-	Reason string
+	Reason string `json:"reason,omitempty"`
 }
 
 // Partial reports whether fewer than minCount members of a gang are bound,
@@ -192,12 +196,25 @@ func pendingNote(pod *v1.Pod, latest map[types.UID]note) (string, time.Time) {
 	return n.text, n.at
 }
 
-// WriteTable prints the rows as a kubectl-style table. Reasons longer than
-// maxReason runes are cut (0: no limit).
-func WriteTable(w io.Writer, rows []Gang, maxReason int) error {
+// TableOptions shape WriteTable's output.
+type TableOptions struct {
+	// Namespace adds a NAMESPACE column first.
+	Namespace bool
+	// MaxReason cuts longer reasons to that many runes (0: no limit).
+	MaxReason int
+}
+
+// WriteTable prints the rows as a kubectl-style table.
+func WriteTable(w io.Writer, rows []Gang, opts TableOptions) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	if opts.Namespace {
+		fmt.Fprint(tw, "NAMESPACE\t")
+	}
 	fmt.Fprintln(tw, "WORKLOAD\tPODGROUP\tREPLICA\tPOLICY\tPRESENT\tBOUND\tRUNNING\tDONE\tSTATE\tREASON")
 	for _, g := range rows {
+		if opts.Namespace {
+			fmt.Fprint(tw, g.Key.Namespace+"\t")
+		}
 		policy, present := "basic", strconv.Itoa(g.Present)
 		switch {
 		case g.State == WaitingForWorkload:
@@ -208,7 +225,7 @@ func WriteTable(w io.Writer, rows []Gang, maxReason int) error {
 		}
 		reason := ""
 		if g.State != Running && g.State != Succeeded {
-			reason = cut(g.Reason, maxReason)
+			reason = cut(g.Reason, opts.MaxReason)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", g.Key.Workload, g.Key.PodGroup,
 			cmp.Or(g.Key.ReplicaKey, "-"), policy, present, g.Bound, g.Running, g.Succeeded, g.State, reason)

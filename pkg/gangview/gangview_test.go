@@ -168,7 +168,7 @@ func TestWriteTable(t *testing.T) {
 		{Key: gang.Key{Workload: "lost", PodGroup: "g"}, Present: 1, State: WaitingForWorkload, Reason: "WorkloadNotFound: the Workload ns/lost does not exist"},
 	}
 	var out strings.Builder
-	if err := WriteTable(&out, rows, 30); err != nil {
+	if err := WriteTable(&out, rows, TableOptions{MaxReason: 30}); err != nil {
 		t.Fatal(err)
 	}
 	want := `WORKLOAD  PODGROUP  REPLICA  POLICY   PRESENT  BOUND  RUNNING  DONE  STATE               REASON

@@ -1,0 +1,249 @@
+// Package gangctl is the kubectl plugin `kubectl gang`: it lists the gangs of
+// Workloads and describes one Workload, from the Workloads, pods and events
+// the API server holds (pkg/gangview), with kubectl's usual flags.
+package gangctl
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	v1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	schedulingv1alpha1 "k8s.io/api/scheduling/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/workload-coscheduling/workload-coscheduling/pkg/gangview"
+)
+
+// NewCommand returns the root command; out and errOut receive its output.
+func NewCommand(out, errOut io.Writer) *cobra.Command {
+	config := genericclioptions.NewConfigFlags(true)
+	root := &cobra.Command{
+		Use:   "kubectl-gang",
+		Short: "Show the gangs of Workloads: members present, bound, running, and why a gang waits",
+		Long: `kubectl gang shows how far each gang of a Workload has come, and why it waits.
+
+A gang is the pods of a Workload's podGroup that share a podGroupReplicaKey.
+For each: its policy (gang(minCount) or basic), members present, bound to a
+node, running, done, its state and the scheduler's latest word on a pending
+member.`,
+		SilenceUsage: true,
+	}
+	root.SetOut(out)
+	root.SetErr(errOut)
+	config.AddFlags(root.PersistentFlags())
+
+	var allNamespaces bool
+	var output string
+	list := &cobra.Command{
+		Use:     "list",
+		Short:   "List the gangs in a namespace, or in all with -A",
+		Example: "  kubectl gang list -n ml\n  kubectl gang list -A -o wide",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ns, err := clientFor(config)
+			if err != nil {
+				return err
+			}
+			if allNamespaces {
+				ns = metav1.NamespaceAll
+			}
+			snap, err := read(cmd.Context(), c, ns, "")
+			if err != nil {
+				return err
+			}
+			return printRows(out, snap.gangs, output, allNamespaces)
+		},
+	}
+	list.Flags().BoolVarP(&allNamespaces, "all-namespaces", "A", false, "list the gangs of every namespace")
+	list.Flags().StringVarP(&output, "output", "o", "", "output format: wide, json or yaml")
+
+	describe := &cobra.Command{
+		Use:     "describe WORKLOAD",
+		Short:   "Describe a Workload: its podGroups, their gangs and the latest events",
+		Example: "  kubectl gang describe training -n ml",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := clientFor(config)
+			if err != nil {
+				return err
+			}
+			snap, err := read(cmd.Context(), c, ns, args[0])
+			if err != nil {
+				return err
+			}
+			if output != "" {
+				return printRows(out, snap.gangs, output, false)
+			}
+			return describeWorkload(out, ns, args[0], snap)
+		},
+	}
+	describe.Flags().StringVarP(&output, "output", "o", "", "output format for the gangs: wide, json or yaml")
+
+	root.AddCommand(list, describe)
+	return root
+}
+
+func clientFor(config *genericclioptions.ConfigFlags) (kubernetes.Interface, string, error) {
+	rest, err := config.ToRESTConfig()
+	if err != nil {
+		return nil, "", err
+	}
+	ns, _, err := config.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := kubernetes.NewForConfig(rest)
+	return c, ns, err
+}
+
+type snapshot struct {
+	workloads []schedulingv1alpha1.Workload
+	events    []eventsv1.Event
+	gangs     []gangview.Gang
+	// members names the pods that reference the described Workload.
+	members map[string]bool
+}
+
+// read lists what the view needs in namespace ns (all when empty); with a
+// workload name, only that Workload's pods and gangs are kept.
+func read(ctx context.Context, c kubernetes.Interface, ns, workload string) (*snapshot, error) {
+	workloads, err := c.SchedulingV1alpha1().Workloads(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing Workloads (does the API server serve scheduling.k8s.io/v1alpha1?): %w", err)
+	}
+	pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	events, err := c.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	snap := &snapshot{workloads: workloads.Items, events: events.Items}
+	members := pods.Items
+	if workload != "" {
+		found := slices.ContainsFunc(workloads.Items, func(w schedulingv1alpha1.Workload) bool { return w.Name == workload })
+		members = slices.DeleteFunc(members, func(p v1.Pod) bool {
+			return p.Spec.WorkloadRef == nil || p.Spec.WorkloadRef.Name != workload
+		})
+		if !found && len(members) == 0 {
+			return nil, fmt.Errorf("no Workload %q and no pod referencing it in namespace %q", workload, ns)
+		}
+		snap.members = map[string]bool{}
+		for _, p := range members {
+			snap.members[p.Name] = true
+		}
+	}
+	snap.gangs = gangview.Build(workloads.Items, members, events.Items)
+	return snap, nil
+}
+
+func printRows(out io.Writer, rows []gangview.Gang, format string, namespaces bool) error {
+	switch format {
+	case "":
+		return gangview.WriteTable(out, rows, gangview.TableOptions{Namespace: namespaces, MaxReason: 80})
+	case "wide":
+		return gangview.WriteTable(out, rows, gangview.TableOptions{Namespace: namespaces})
+	case "json":
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"gangs": nonNil(rows)})
+	case "yaml":
+		data, err := yaml.Marshal(map[string]any{"gangs": nonNil(rows)})
+		if err != nil {
+			return err
+		}
+		_, err = out.Write(data)
+		return err
+	}
+	return fmt.Errorf("unknown output format %q: want wide, json or yaml", format)
+}
+
+func nonNil(rows []gangview.Gang) []gangview.Gang {
+	if rows == nil {
+		return []gangview.Gang{}
+	}
+	return rows
+}
+
+// describeWorkload prints the Workload's podGroups, its gangs and the latest
+// events of the Workload and its members.
+func describeWorkload(out io.Writer, ns, name string, snap *snapshot) error {
+	fmt.Fprintf(out, "Workload:   %s\nNamespace:  %s\n", name, ns)
+	i := slices.IndexFunc(snap.workloads, func(w schedulingv1alpha1.Workload) bool { return w.Name == name })
+	if i < 0 {
+		fmt.Fprintln(out, "PodGroups:  <the Workload does not exist; its pods wait for it>")
+	} else {
+		fmt.Fprintln(out, "PodGroups:")
+		for _, g := range snap.workloads[i].Spec.PodGroups {
+			policy := "basic"
+			if g.Policy.Gang != nil {
+				policy = fmt.Sprintf("gang, minCount %d", g.Policy.Gang.MinCount)
+			}
+			fmt.Fprintf(out, "  %s\t%s\n", g.Name, policy)
+		}
+	}
+	fmt.Fprintln(out, "Gangs:")
+	var table strings.Builder
+	if err := gangview.WriteTable(&table, snap.gangs, gangview.TableOptions{}); err != nil {
+		return err
+	}
+	for _, line := range strings.Split(strings.TrimRight(table.String(), "\n"), "\n") {
+		fmt.Fprintln(out, "  "+line)
+	}
+	return writeEvents(out, name, snap)
+}
+
+// writeEvents prints the latest events on the Workload and its member pods,
+// oldest first.
+func writeEvents(out io.Writer, workload string, snap *snapshot) error {
+	var events []eventsv1.Event
+	for _, e := range snap.events {
+		r := e.Regarding
+		if (r.Kind == "Workload" && r.Name == workload) || (r.Kind == "Pod" && snap.members[r.Name]) {
+			events = append(events, e)
+		}
+	}
+	slices.SortStableFunc(events, func(a, b eventsv1.Event) int { return eventTime(a).Compare(eventTime(b)) })
+	if len(events) > 15 {
+		events = events[len(events)-15:]
+	}
+	fmt.Fprintln(out, "Events:")
+	if len(events) == 0 {
+		fmt.Fprintln(out, "  <none>")
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "  TYPE\tREASON\tOBJECT\tCOUNT\tMESSAGE")
+	for _, e := range events {
+		count := int32(1)
+		if e.Series != nil {
+			count = e.Series.Count
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s/%s\t%d\t%s\n", e.Type, e.Reason, strings.ToLower(e.Regarding.Kind), e.Regarding.Name, count, e.Note)
+	}
+	return tw.Flush()
+}
+
+func eventTime(e eventsv1.Event) time.Time {
+	switch {
+	case e.Series != nil:
+		return e.Series.LastObservedTime.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	case !e.DeprecatedLastTimestamp.IsZero():
+		return e.DeprecatedLastTimestamp.Time
+	}
+	return e.CreationTimestamp.Time
+}
