@@ -34,6 +34,8 @@ const (
 type member struct {
 	pod   *v1.Pod
 	state memberState
+	// node is the node reserved for the member while it is reserved.
+	node string
 	// rejected is set when a rollback rejected this member's reservation,
 	// so that its Unreserve does not roll the gang back once more.
 	rejected bool
@@ -127,17 +129,17 @@ func (x *Index) DeletePod(key Key, uid types.UID) (counts Counts, heldReservatio
 	return g.counts, heldReservation
 }
 
-// Reserve records that a node was reserved for the member pod and returns the
+// Reserve records that node was reserved for the member pod and returns the
 // gang's counts after the change. A pod the index has not seen yet (the
 // informer may deliver it after the scheduler's queue did) is added.
-func (x *Index) Reserve(key Key, pod *v1.Pod) Counts {
+func (x *Index) Reserve(key Key, pod *v1.Pod, node string) Counts {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	g := x.gangLocked(key, pod)
 	m := g.memberLocked(pod)
 	if m.state == statePending {
 		g.setState(m, stateReserved)
-		m.rejected = false
+		m.rejected, m.node = false, node
 		if g.attemptStart.IsZero() {
 			g.attemptStart = time.Now()
 		}
@@ -366,6 +368,24 @@ func (x *Index) SetReason(key Key, uid types.UID, reason string) bool {
 	}
 	m.reason = reason
 	return true
+}
+
+// ReservedOn returns the gangs with a member that holds a reservation of the
+// node and was not rejected yet. It looks at every gang: it is for a node's
+// deletion, not for the scheduling path.
+func (x *Index) ReservedOn(node string) []Key {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var keys []Key
+	for key, g := range x.gangs {
+		for _, m := range g.members {
+			if m.state == stateReserved && !m.rejected && m.node == node {
+				keys = append(keys, key)
+				break
+			}
+		}
+	}
+	return keys
 }
 
 // Each calls fn, under the index's read lock, for every gang with its counts

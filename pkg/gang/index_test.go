@@ -105,7 +105,7 @@ func TestIndexCounts(t *testing.T) {
 				case s.observe != nil:
 					x.ObservePod(keyA, s.observe)
 				case s.reserve != nil:
-					x.Reserve(keyA, s.reserve)
+					x.Reserve(keyA, s.reserve, "n1")
 				case s.unreserve != "":
 					x.Unreserve(keyA, types.UID(s.unreserve))
 				case s.delete != "":
@@ -124,7 +124,7 @@ func TestIndexDropsEmptyGangs(t *testing.T) {
 	other := keyA
 	other.ReplicaKey = "1"
 	x.ObservePod(keyA, pod("a", ""))
-	x.Reserve(other, pod("b", ""))
+	x.Reserve(other, pod("b", ""), "n1")
 	if x.Len() != 2 || len(x.GangsOf(keyA.WorkloadKey())) != 2 {
 		t.Fatalf("want 2 gangs of one workload, got %d gangs, %v", x.Len(), x.GangsOf(keyA.WorkloadKey()))
 	}
@@ -138,7 +138,7 @@ func TestIndexDropsEmptyGangs(t *testing.T) {
 func TestIndexMembersByState(t *testing.T) {
 	x := NewIndex()
 	x.ObservePod(keyA, pod("pending", ""))
-	x.Reserve(keyA, pod("reserved", ""))
+	x.Reserve(keyA, pod("reserved", ""), "n1")
 	x.ObservePod(keyA, pod("bound", "n1"))
 
 	pending := x.PendingPods(keyA)
@@ -206,8 +206,8 @@ func TestKeyOf(t *testing.T) {
 
 func TestRollbackMarksOnlyLiveReservations(t *testing.T) {
 	x := NewIndex()
-	x.Reserve(keyA, pod("a", ""))
-	x.Reserve(keyA, pod("b", ""))
+	x.Reserve(keyA, pod("a", ""), "n1")
+	x.Reserve(keyA, pod("b", ""), "n1")
 	x.ObservePod(keyA, pod("c", ""))  // pending
 	x.ObservePod(keyA, pod("d", "n")) // bound
 
@@ -224,7 +224,7 @@ func TestRollbackMarksOnlyLiveReservations(t *testing.T) {
 		t.Fatalf("Unreserve(a) = %v, %v; want true, true", was, byRollback)
 	}
 	// A member reserved in the next attempt fails on its own.
-	x.Reserve(keyA, pod("a", ""))
+	x.Reserve(keyA, pod("a", ""), "n1")
 	if was, byRollback := x.Unreserve(keyA, "a"); !was || byRollback {
 		t.Fatalf("Unreserve(a) in a new attempt = %v, %v; want true, false", was, byRollback)
 	}
@@ -232,7 +232,7 @@ func TestRollbackMarksOnlyLiveReservations(t *testing.T) {
 	if _, held := x.DeletePod(keyA, "b"); held {
 		t.Fatalf("deleting a member rejected by the rollback reports a live reservation")
 	}
-	x.Reserve(keyA, pod("c", ""))
+	x.Reserve(keyA, pod("c", ""), "n1")
 	if _, held := x.DeletePod(keyA, "c"); !held {
 		t.Fatalf("deleting a reserved member does not report its reservation")
 	}
@@ -311,7 +311,7 @@ func TestIndexAttemptLifecycle(t *testing.T) {
 
 	// A failed attempt forgets the admission and reports how long the
 	// attempt's members waited since the first reservation.
-	x.Reserve(keyA, pod("a", ""))
+	x.Reserve(keyA, pod("a", ""), "n1")
 	later := time.Now().Add(3 * time.Second)
 	if waited := x.Fail(keyA, later, 0); waited < 2*time.Second || waited > 4*time.Second {
 		t.Errorf("Fail reported a wait of %v, want about 3s", waited)
@@ -360,5 +360,30 @@ func TestIndexGangReasonAndEach(t *testing.T) {
 	})
 	if len(seen) != 2 || seen[keyA] != 0 || seen[keyB] <= time.Now().UnixNano() {
 		t.Errorf("Each saw %v; want both gangs, only %v backing off", seen, keyB)
+	}
+}
+
+func TestIndexReservedOn(t *testing.T) {
+	x := NewIndex()
+	keyB := Key{Namespace: "ns", Workload: "job", PodGroup: "workers", ReplicaKey: "1"}
+	x.Reserve(keyA, pod("a", ""), "n1")
+	x.Reserve(keyA, pod("b", ""), "n2")
+	x.Reserve(keyB, pod("c", ""), "n2")
+	x.ObservePod(keyB, pod("d", "n3")) // bound, not reserved
+
+	for _, tc := range []struct {
+		node string
+		want []Key
+	}{{"n1", []Key{keyA}}, {"n2", []Key{keyA, keyB}}, {"n3", nil}, {"n4", nil}} {
+		got := x.ReservedOn(tc.node)
+		sort.Slice(got, func(i, j int) bool { return got[i].Compare(got[j]) < 0 })
+		if len(got) != len(tc.want) || (len(got) > 0 && (got[0] != tc.want[0] || got[len(got)-1] != tc.want[len(tc.want)-1])) {
+			t.Errorf("ReservedOn(%s) = %v, want %v", tc.node, got, tc.want)
+		}
+	}
+	// A member a rollback already rejected is not reported again.
+	x.StartRollback(keyA)
+	if got := x.ReservedOn("n1"); len(got) != 0 {
+		t.Errorf("ReservedOn(n1) after the rollback = %v, want none", got)
 	}
 }

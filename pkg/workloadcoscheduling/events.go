@@ -102,6 +102,18 @@ func (pl *WorkloadCoscheduling) watch(ctx context.Context) error {
 		return fmt.Errorf("%s: watching pods: %w", Name, err)
 	}
 	pl.handlers = append(pl.handlers, registration)
+	nodeHandler := cache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(obj interface{}) {
+			if node := nodeFrom(obj); node != nil {
+				pl.nodeDeleted(logger, node)
+			}
+		},
+	}
+	registration, err = pl.handle.SharedInformerFactory().Core().V1().Nodes().Informer().AddEventHandler(nodeHandler)
+	if err != nil {
+		return fmt.Errorf("%s: watching nodes: %w", Name, err)
+	}
+	pl.handlers = append(pl.handlers, registration)
 	if !pl.workloadsServed {
 		return nil
 	}
@@ -227,6 +239,27 @@ func (pl *WorkloadCoscheduling) activate(logger klog.Logger, key gang.Key, why s
 		logger.V(4).Info("Activating gang members", "gang", key, "reason", why, "pods", len(pods))
 		pl.handle.Activate(logger, pods)
 	}
+}
+
+// nodeDeleted rolls back the gangs with a member waiting at Permit on the
+// node: were the gang admitted, that member would be bound to a node that no
+// longer exists.
+func (pl *WorkloadCoscheduling) nodeDeleted(logger klog.Logger, node *v1.Node) {
+	for _, key := range pl.index.ReservedOn(node.Name) {
+		pl.rollback(klog.NewContext(context.Background(), logger), key, resultNodeDeleted,
+			fmt.Sprintf("gang %s rejected: node %s, reserved by one of its members, was deleted", key, node.Name))
+	}
+}
+
+func nodeFrom(obj interface{}) *v1.Node {
+	switch t := obj.(type) {
+	case *v1.Node:
+		return t
+	case cache.DeletedFinalStateUnknown:
+		node, _ := t.Obj.(*v1.Node)
+		return node
+	}
+	return nil
 }
 
 func podFrom(obj interface{}) *v1.Pod {

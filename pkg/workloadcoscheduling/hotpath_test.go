@@ -57,7 +57,7 @@ func newBenchCluster(tb testing.TB, pods int) *benchCluster {
 	// The first member of the middle gang holds a reservation and waits.
 	mid := c.pods[pods/2/4*4]
 	key, _ := gang.KeyOf(mid)
-	pl.index.Reserve(key, mid)
+	pl.index.Reserve(key, mid, "n1")
 	return c
 }
 

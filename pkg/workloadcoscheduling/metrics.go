@@ -22,6 +22,7 @@ const (
 	resultPermitTimeout        = "permit_timeout"
 	resultBindFailure          = "bind_failure"
 	resultMemberDeleted        = "member_deleted"
+	resultNodeDeleted          = "node_deleted"
 )
 
 // States of a waiting gang, the values of the state label.
@@ -46,7 +47,7 @@ var (
 	gangAttempts = metrics.NewCounterVec(&metrics.CounterOpts{
 		Subsystem:      metricsSubsystem,
 		Name:           "gang_attempts_total",
-		Help:           "Attempts to place a gang, by result: admitted, rejected_in_postfilter, permit_timeout, bind_failure, member_deleted.",
+		Help:           "Attempts to place a gang, by result: admitted, rejected_in_postfilter, permit_timeout, bind_failure, member_deleted, node_deleted.",
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"result"})
 	membersRolledBack = metrics.NewCounter(&metrics.CounterOpts{

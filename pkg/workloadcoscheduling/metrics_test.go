@@ -37,7 +37,7 @@ func TestWaitingGangs(t *testing.T) {
 		key, _ := gang.KeyOf(pod)
 		pl.index.ObservePod(key, pod)
 		if reserved {
-			pl.index.Reserve(key, pod)
+			pl.index.Reserve(key, pod, "n1")
 		}
 		return key
 	}

@@ -350,26 +350,33 @@ func (pl *WorkloadCoscheduling) PostFilter(ctx context.Context, _ fwk.CycleState
 // rollback ends a failed attempt of a gang: the members waiting at Permit are
 // rejected (only this gang's, found through the index), the gang queues
 // behind the gangs that came since, and it backs off, after which one
-// activation wakes its members together. It returns the message the members
-// were rejected with: why, and for how long the gang backs off. result is
-// the attempt's result for the metrics.
+// activation wakes its members together. A gang some of whose members are
+// already bound (a bind failed after the gang was admitted) does not back
+// off: bindings cannot be undone, so the rest must follow as soon as they
+// can. It returns the message the members were rejected with: why, and for
+// how long the gang backs off. result is the attempt's result for the
+// metrics.
 func (pl *WorkloadCoscheduling) rollback(ctx context.Context, key gang.Key, result, why string) string {
 	logger := klog.FromContext(ctx)
+	backoff := pl.backoff
+	if pl.index.Counts(key).Bound > 0 {
+		backoff = 0
+	}
 	msg := why
-	if pl.backoff > 0 {
-		msg = fmt.Sprintf("%s; backing off for %v", why, pl.backoff)
+	if backoff > 0 {
+		msg = fmt.Sprintf("%s; backing off for %v", why, backoff)
 	}
 	rejected := pl.rejectWaiting(key, msg)
-	waited := pl.index.Fail(key, pl.now(), pl.backoff)
+	waited := pl.index.Fail(key, pl.now(), backoff)
 	gangAttempts.WithLabelValues(result).Inc()
 	membersRolledBack.Add(float64(rejected))
 	if waited > 0 {
 		permitWaitDuration.WithLabelValues("rolled_back").Observe(waited.Seconds())
 	}
 	pl.tellWorkload(key, v1.EventTypeWarning, "GangRolledBack", msg)
-	logger.V(2).Info("Gang attempt failed, rolled back", "gang", key, "rejectedWaiting", rejected, "backoff", pl.backoff, "reason", msg)
-	if pl.backoff > 0 {
-		time.AfterFunc(pl.backoff, func() { pl.activate(logger, key, "backoff over") })
+	logger.V(2).Info("Gang attempt failed, rolled back", "gang", key, "rejectedWaiting", rejected, "backoff", backoff, "reason", msg)
+	if backoff > 0 {
+		time.AfterFunc(backoff, func() { pl.activate(logger, key, "backoff over") })
 	}
 	return msg
 }
@@ -388,10 +395,10 @@ func (pl *WorkloadCoscheduling) rejectWaiting(key gang.Key, msg string) int {
 	return rejected
 }
 
-// Reserve counts the pod as placed in its gang.
-func (pl *WorkloadCoscheduling) Reserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) *fwk.Status {
+// Reserve counts the pod as placed in its gang, on nodeName.
+func (pl *WorkloadCoscheduling) Reserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
 	if key, ok := gang.KeyOf(pod); ok {
-		pl.index.Reserve(key, pod)
+		pl.index.Reserve(key, pod, nodeName)
 	}
 	return nil
 }
