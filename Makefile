@@ -20,7 +20,7 @@ LOCAL_TOOLS := $(BIN)/kwokctl $(BIN)/kwok $(BIN)/k8s/etcd $(BIN)/k8s/kube-apiser
 	$(BIN)/k8s/kube-controller-manager $(BIN)/k8s/default-scheduler $(BIN)/k8s/kubectl
 
 .PHONY: all build test unit-test integration-test e2e-local e2e bench bench-smoke verify generate manifests \
-	image clean local-tools local-up local-down demo kubectl-gang
+	image clean local-tools local-up local-down demo kubectl-gang soak fuzz
 
 all: build
 
@@ -87,6 +87,17 @@ e2e-local: build local-tools
 ## installs the chart with helm, deletes the cluster at the end
 e2e: image $(HELM) $(BIN)/kind
 	$(GO) -C test/e2e test -count=1 -timeout 40m . -v -args -e2e.env=kind -e2e.image=$(IMAGE)
+
+## soak: TestReliability with a churn soak of SOAK_DURATION (make test runs it for 45s)
+SOAK_DURATION ?= 10m
+soak: build
+	$(GO) test -count=1 -timeout 60m ./test/integration/ -run '^TestReliability$$/churn' -v -args -soak.duration=$(SOAK_DURATION)
+
+## fuzz: each fuzz target for FUZZTIME (make test runs their seed corpora)
+FUZZTIME ?= 1m
+fuzz:
+	$(GO) test ./apis/config/v1/ -run '^$$' -fuzz '^FuzzArgsDecoding$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/workloadref/ -run '^$$' -fuzz '^FuzzResolve$$' -fuzztime $(FUZZTIME)
 
 ## bench: the hot-path micro-benchmarks, then TestPerformance at BENCH_SIZE (quick or full):
 ## this scheduler, the in-tree 1.35.4 GangScheduling plugin and plain pods, side by side
