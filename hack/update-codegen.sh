@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates the deepcopy, conversion and defaulting code of the plugin args
-# with the code-generator version pinned in hack/tools/go.mod.
+# Regenerates the code of the plugin args (deepcopy, conversion, defaulting)
+# and of the portable Workload API (deepcopy, clientset, listers, informers,
+# CRD) with the code-generator and controller-tools pinned in
+# hack/tools/go.mod.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,3 +15,18 @@ tool defaulter-gen --go-header-file "$header" --output-file zz_generated.default
   ./apis/config/v1
 tool conversion-gen --go-header-file "$header" --output-file zz_generated.conversion.go \
   ./apis/config/v1
+
+# The portable Workload API (apis/scheduling/v1alpha1): deepcopy, a typed
+# clientset, listers and informers under pkg/generated, and its
+# CustomResourceDefinition (controller-gen) in manifests/crds.
+pkg=github.com/workload-coscheduling/workload-coscheduling
+tool deepcopy-gen --go-header-file "$header" --output-file zz_generated.deepcopy.go ./apis/scheduling/v1alpha1
+rm -rf pkg/generated
+tool client-gen --go-header-file "$header" --clientset-name versioned --input-base "" \
+  --input "$pkg/apis/scheduling/v1alpha1" --output-dir pkg/generated/clientset --output-pkg "$pkg/pkg/generated/clientset"
+tool lister-gen --go-header-file "$header" --output-dir pkg/generated/listers --output-pkg "$pkg/pkg/generated/listers" \
+  ./apis/scheduling/v1alpha1
+tool informer-gen --go-header-file "$header" --versioned-clientset-package "$pkg/pkg/generated/clientset/versioned" \
+  --listers-package "$pkg/pkg/generated/listers" --output-dir pkg/generated/informers --output-pkg "$pkg/pkg/generated/informers" \
+  ./apis/scheduling/v1alpha1
+tool controller-gen crd:crdVersions=v1 paths=./apis/scheduling/... output:crd:dir=manifests/crds

@@ -23,7 +23,9 @@ for mod in go.mod hack/tools/go.mod hack/tools/k8s/go.mod hack/tools/clusters/go
   (cd "$dir" && go mod tidy -diff) || fail "$mod is not tidy (run go mod tidy in $dir)"
 done
 
-generated() { find apis -name 'zz_generated.*' -exec sha256sum {} + | sort; }
+generated() {
+  { find apis -name 'zz_generated.*'; find pkg/generated manifests/crds -type f; } | sort | xargs sha256sum
+}
 before=$(generated)
 hack/update-codegen.sh
 [ "$before" = "$(generated)" ] || fail "generated code was stale and has been regenerated: review and commit it"
