@@ -11,45 +11,70 @@ import (
 	v1 "k8s.io/api/core/v1"
 )
 
+// Annotations by which a pod joins a pod group of a portable Workload (the
+// CRD of apis/scheduling/v1alpha1), where the API server has no
+// spec.workloadRef. Annotations rather than labels: a reference is not
+// something to select pods by, and a value the API server would refuse as a
+// label (too long, say) leaves the pod pending with an event naming the
+// problem instead of failing its creation. spec.workloadRef wins over them.
+const (
+	WorkloadAnnotation   = "scheduling.workload-coscheduling.io/workload"
+	PodGroupAnnotation   = "scheduling.workload-coscheduling.io/pod-group"
+	ReplicaKeyAnnotation = "scheduling.workload-coscheduling.io/pod-group-replica-key"
+)
+
 // Key identifies one gang: the pods of a Workload's podGroup that share a
 // podGroupReplicaKey. Different replica keys are independent gangs of the
-// same minCount.
+// same minCount. Portable tells a portable Workload (referenced by
+// annotations) from a built-in one of the same name.
 type Key struct {
 	Namespace  string `json:"namespace"`
 	Workload   string `json:"workload"`
 	PodGroup   string `json:"podGroup"`
 	ReplicaKey string `json:"replicaKey,omitempty"`
+	Portable   bool   `json:"portable,omitempty"`
 }
 
-// KeyOf returns the gang key of a pod that has spec.workloadRef, and false for
-// a pod without one.
+// KeyOf returns the gang key of a pod that references a Workload, by
+// spec.workloadRef or else by the portable annotations, and false for a pod
+// that references none. The annotations' values are not checked here: an
+// invalid reference is a gang member that must wait, with the reason.
 func KeyOf(pod *v1.Pod) (Key, bool) {
-	ref := pod.Spec.WorkloadRef
-	if ref == nil {
+	if ref := pod.Spec.WorkloadRef; ref != nil {
+		return Key{Namespace: pod.Namespace, Workload: ref.Name, PodGroup: ref.PodGroup, ReplicaKey: ref.PodGroupReplicaKey}, true
+	}
+	workload, hasWorkload := pod.Annotations[WorkloadAnnotation]
+	podGroup, hasPodGroup := pod.Annotations[PodGroupAnnotation]
+	if !hasWorkload && !hasPodGroup {
 		return Key{}, false
 	}
-	return Key{Namespace: pod.Namespace, Workload: ref.Name, PodGroup: ref.PodGroup, ReplicaKey: ref.PodGroupReplicaKey}, true
+	return Key{Namespace: pod.Namespace, Workload: workload, PodGroup: podGroup, ReplicaKey: pod.Annotations[ReplicaKeyAnnotation], Portable: true}, true
 }
 
 // Workload names the Workload the gang belongs to.
 func (k Key) WorkloadKey() WorkloadKey {
-	return WorkloadKey{Namespace: k.Namespace, Name: k.Workload}
+	return WorkloadKey{Namespace: k.Namespace, Name: k.Workload, Portable: k.Portable}
 }
 
 // String renders the key as namespace/workload/podGroup, with the replica key
-// in brackets when there is one.
+// in brackets when there is one, and "portable:" first for a portable
+// Workload.
 func (k Key) String() string {
 	s := k.Namespace + "/" + k.Workload + "/" + k.PodGroup
 	if k.ReplicaKey != "" {
 		s += "[" + k.ReplicaKey + "]"
 	}
+	if k.Portable {
+		s = "portable:" + s
+	}
 	return s
 }
 
-// WorkloadKey names a Workload object.
+// WorkloadKey names a Workload object, built-in or portable.
 type WorkloadKey struct {
 	Namespace string
 	Name      string
+	Portable  bool
 }
 
 // Compare orders keys by namespace, workload, podGroup and replica key; it
@@ -64,5 +89,14 @@ func (k Key) Compare(o Key) int {
 	if c := strings.Compare(k.PodGroup, o.PodGroup); c != 0 {
 		return c
 	}
-	return strings.Compare(k.ReplicaKey, o.ReplicaKey)
+	if c := strings.Compare(k.ReplicaKey, o.ReplicaKey); c != 0 {
+		return c
+	}
+	switch {
+	case k.Portable == o.Portable:
+		return 0
+	case o.Portable:
+		return -1
+	}
+	return 1
 }

@@ -6,6 +6,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	schedulingv1alpha1 "k8s.io/api/scheduling/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -89,7 +91,11 @@ func (pl *WorkloadCoscheduling) watch(ctx context.Context) error {
 	podHandler := cache.FilteringResourceEventHandler{
 		FilterFunc: func(obj interface{}) bool {
 			pod := podFrom(obj)
-			return pod != nil && pod.Spec.WorkloadRef != nil
+			if pod == nil {
+				return false
+			}
+			_, member := gang.KeyOf(pod)
+			return member
 		},
 		Handler: cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj interface{}) { pl.podAdded(logger, obj.(*v1.Pod)) },
@@ -129,7 +135,7 @@ func (pl *WorkloadCoscheduling) watch(ctx context.Context) error {
 		DeleteFunc: func(obj interface{}) {
 			if w := workloadFrom(obj); w != nil {
 				pl.resolver.DeleteWorkload(w)
-				pl.workloadDeleted(logger, w)
+				pl.workloadDeleted(logger, w, false)
 			}
 		},
 	}
@@ -209,15 +215,27 @@ func (pl *WorkloadCoscheduling) memberBound(logger klog.Logger, pod *v1.Pod, key
 // in that order, so that their PreEnqueue finds it.
 func (pl *WorkloadCoscheduling) workloadAdded(logger klog.Logger, w *schedulingv1alpha1.Workload) {
 	pl.resolver.SetWorkload(w)
+	pl.workloadArrived(logger, w, false)
+}
+
+// workloadArrived tells the user about the Workload's annotations and wakes
+// the gangs that waited for it; the resolver already has it.
+func (pl *WorkloadCoscheduling) workloadArrived(logger klog.Logger, w workloadObject, portable bool) {
 	pl.checkAnnotations(w)
-	for _, key := range pl.index.GangsOf(gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}) {
+	for _, key := range pl.index.GangsOf(gang.WorkloadKey{Namespace: w.GetNamespace(), Name: w.GetName(), Portable: portable}) {
 		pl.activate(logger, key, "workload added")
 	}
 }
 
+// workloadObject is a Workload, built-in or portable.
+type workloadObject interface {
+	runtime.Object
+	metav1.Object
+}
+
 // checkAnnotations tells the user, on the Workload, when its Permit timeout
 // annotation is ignored or clamped.
-func (pl *WorkloadCoscheduling) checkAnnotations(w *schedulingv1alpha1.Workload) {
+func (pl *WorkloadCoscheduling) checkAnnotations(w workloadObject) {
 	if _, problem := workloadref.PermitTimeoutOf(w); problem != "" {
 		pl.handle.EventRecorder().Eventf(w, nil, v1.EventTypeWarning, "InvalidPermitWaitingTime", "Scheduling", problem)
 	}
@@ -226,9 +244,9 @@ func (pl *WorkloadCoscheduling) checkAnnotations(w *schedulingv1alpha1.Workload)
 // workloadDeleted rejects the members waiting at Permit: without their
 // Workload their gang can no longer be admitted, and they should not hold
 // nodes until their timeout. It is no failure of the gang: no backoff.
-func (pl *WorkloadCoscheduling) workloadDeleted(logger klog.Logger, w *schedulingv1alpha1.Workload) {
-	for _, key := range pl.index.GangsOf(gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}) {
-		if n := pl.rejectWaiting(key, fmt.Sprintf("Workload %s/%s was deleted", w.Namespace, w.Name)); n > 0 {
+func (pl *WorkloadCoscheduling) workloadDeleted(logger klog.Logger, w workloadObject, portable bool) {
+	for _, key := range pl.index.GangsOf(gang.WorkloadKey{Namespace: w.GetNamespace(), Name: w.GetName(), Portable: portable}) {
+		if n := pl.rejectWaiting(key, fmt.Sprintf("Workload %s/%s was deleted", w.GetNamespace(), w.GetName())); n > 0 {
 			logger.V(3).Info("Rejected waiting gang members: their Workload was deleted", "gang", key, "rejected", n)
 		}
 	}

@@ -140,7 +140,7 @@ func (pl *WorkloadCoscheduling) waitingGangs(now time.Time) map[string]int {
 	})
 	states := map[string]int{}
 	for _, g := range gangs {
-		policy, reason := pl.resolver.ResolveGroup(g.key.Namespace, g.key.Workload, g.key.PodGroup)
+		policy, reason := pl.resolver.ResolveKey(g.key)
 		switch {
 		case reason != nil:
 			states[stateWaitingForWorkload]++

@@ -99,6 +99,7 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 	}
 	pl.startup.pods = map[string]*v1.Pod{}
 	go pl.reportAfterSync(ctx)
+	go pl.watchPortable(ctx)
 	pl.registerMetrics()
 	go func() {
 		<-ctx.Done()
@@ -136,16 +137,21 @@ func argsFrom(obj runtime.Object) (*config.WorkloadCoschedulingArgs, error) {
 	return args, nil
 }
 
-// workloadAPIServed asks discovery whether Workloads are served. Starting an
-// informer for an API that is not served would block the scheduler's start
-// on a cache that never syncs.
+// workloadAPIServed asks discovery whether built-in Workloads are served.
+// Starting an informer for an API that is not served would block the
+// scheduler's start on a cache that never syncs.
 func workloadAPIServed(handle fwk.Handle) (bool, error) {
-	resources, err := handle.ClientSet().Discovery().ServerResourcesForGroupVersion(workloadref.GroupVersion)
+	return apiServed(handle, workloadref.GroupVersion)
+}
+
+// apiServed asks discovery whether groupVersion serves workloads.
+func apiServed(handle fwk.Handle, groupVersion string) (bool, error) {
+	resources, err := handle.ClientSet().Discovery().ServerResourcesForGroupVersion(groupVersion)
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("%s: discovering %s: %w", Name, workloadref.GroupVersion, err)
+		return false, fmt.Errorf("%s: discovering %s: %w", Name, groupVersion, err)
 	}
 	for _, r := range resources.APIResources {
 		if r.Name == "workloads" {
@@ -237,7 +243,7 @@ func (pl *WorkloadCoscheduling) tellWaiting(pod *v1.Pod, key gang.Key, eventType
 // the gang (admitted, or rolled back with the reason), however many members
 // it has, so `kubectl describe workload` reads the gang's history.
 func (pl *WorkloadCoscheduling) tellWorkload(key gang.Key, eventType, reason, note string) {
-	if w := pl.resolver.Workload(key.Namespace, key.Workload); w != nil {
+	if w := pl.resolver.Workload(key); w != nil {
 		pl.handle.EventRecorder().Eventf(w, nil, eventType, reason, "Scheduling", note)
 	}
 }

@@ -11,22 +11,30 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	wcsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/scheduling/v1alpha1"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
 )
 
 // FuzzResolve feeds arbitrary Workloads (as YAML, the way a user writes them;
 // the API server validates less in a fuzzer than in life) and arbitrary pod
-// references through the resolver: it must not panic, must name what is
+// references, by spec.workloadRef or by the portable annotations, through the
+// resolver: it must not panic, must name what is
 // missing when it refuses, and a policy it returns must be a gang of
 // minCount >= 1 or basic, with a Permit timeout within the framework's cap.
 func FuzzResolve(f *testing.F) {
-	f.Add("metadata: {name: job, namespace: ns}\nspec: {podGroups: [{name: workers, policy: {gang: {minCount: 4}}}]}", "job", "workers", "0", "")
-	f.Add("metadata: {name: job, namespace: ns, annotations: {workload-coscheduling.io/permit-waiting-time-seconds: '30'}}\nspec: {podGroups: [{name: a, policy: {basic: {}}}, {name: b, policy: {gang: {minCount: 1}}}]}", "job", "b", "", "")
-	f.Add("metadata: {name: job, namespace: ns}\nspec: {podGroups: []}", "job", "workers", "", "")
-	f.Add("metadata: {name: job, namespace: ns}\nspec: {podGroups: [{name: w, policy: {}}]}", "job", "w", "x", "")
-	f.Add("metadata: {name: other, namespace: ns}", "job", "w", "", "")
-	f.Add("metadata: {name: job, namespace: ns, annotations: {workload-coscheduling.io/permit-waiting-time-seconds: '99999999999999999999'}}", "job", "w", "", "")
-	f.Fuzz(func(t *testing.T, workloadYAML, name, podGroup, replicaKey, annotation string) {
+	f.Add("metadata: {name: job, namespace: ns}\nspec: {podGroups: [{name: workers, policy: {gang: {minCount: 4}}}]}", "job", "workers", "0", "", false)
+	f.Add("metadata: {name: job, namespace: ns}\nspec: {podGroups: [{name: workers, policy: {gang: {minCount: 4}}}]}", "job", "workers", "0", "", true)
+	f.Add("metadata: {name: job, namespace: ns, annotations: {workload-coscheduling.io/permit-waiting-time-seconds: '30'}}\nspec: {podGroups: [{name: a, policy: {basic: {}}}, {name: b, policy: {gang: {minCount: 1}}}]}", "job", "b", "", "", false)
+	f.Add("metadata: {name: job, namespace: ns, annotations: {workload-coscheduling.io/permit-waiting-time-seconds: '30'}}\nspec: {podGroups: [{name: a, policy: {basic: {}}}, {name: b, policy: {gang: {minCount: 1}}}]}", "job", "b", "", "", true)
+	f.Add("metadata: {name: job, namespace: ns}\nspec: {podGroups: []}", "job", "workers", "", "", false)
+	f.Add("metadata: {name: job, namespace: ns}\nspec: {podGroups: []}", "job", "workers", "", "", true)
+	f.Add("metadata: {name: job, namespace: ns}\nspec: {podGroups: [{name: w, policy: {}}]}", "job", "w", "x", "", false)
+	f.Add("metadata: {name: job, namespace: ns}\nspec: {podGroups: [{name: w, policy: {}}]}", "job", "w", "x", "", true)
+	f.Add("metadata: {name: other, namespace: ns}", "job", "w", "", "", false)
+	f.Add("metadata: {name: other, namespace: ns}", "job", "w", "", "", true)
+	f.Add("metadata: {name: job, namespace: ns, annotations: {workload-coscheduling.io/permit-waiting-time-seconds: '99999999999999999999'}}", "job", "w", "", "", false)
+	f.Add("metadata: {name: job, namespace: ns, annotations: {workload-coscheduling.io/permit-waiting-time-seconds: '99999999999999999999'}}", "job", "w", "", "", true)
+	f.Fuzz(func(t *testing.T, workloadYAML, name, podGroup, replicaKey, annotation string, portable bool) {
 		var w schedulingv1alpha1.Workload
 		if err := yaml.Unmarshal([]byte(workloadYAML), &w); err != nil {
 			return
@@ -39,10 +47,23 @@ func FuzzResolve(f *testing.F) {
 			w.Annotations[PermitWaitingTimeAnnotation] = annotation
 		}
 		r := New(true, nil)
-		r.SetWorkload(&w)
-		pod := &v1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p"},
-			Spec:       v1.PodSpec{WorkloadRef: &v1.WorkloadReference{Name: name, PodGroup: podGroup, PodGroupReplicaKey: replicaKey}},
+		pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p"}}
+		if portable {
+			// The same Workload as a portable one, referenced by annotations.
+			var pw wcsv1alpha1.Workload
+			if err := yaml.Unmarshal([]byte(workloadYAML), &pw); err != nil {
+				return
+			}
+			pw.Namespace, pw.Annotations = "ns", w.Annotations
+			r.ServePortable(nil)
+			r.SetPortableWorkload(&pw)
+			pod.Annotations = map[string]string{gang.WorkloadAnnotation: name, gang.PodGroupAnnotation: podGroup}
+			if replicaKey != "" {
+				pod.Annotations[gang.ReplicaKeyAnnotation] = replicaKey
+			}
+		} else {
+			r.SetWorkload(&w)
+			pod.Spec.WorkloadRef = &v1.WorkloadReference{Name: name, PodGroup: podGroup, PodGroupReplicaKey: replicaKey}
 		}
 		policy, reason := r.Resolve(pod)
 		if reason != nil {
@@ -50,6 +71,11 @@ func FuzzResolve(f *testing.F) {
 				t.Fatalf("a refusal without a code or message: %+v", reason)
 			}
 			switch reason.Code {
+			case InvalidReference:
+				if !portable {
+					t.Errorf("%s for a spec.workloadRef: %s", reason.Code, reason.Message)
+				}
+				return
 			case "WorkloadNotFound":
 				if !strings.Contains(reason.Message, strconv.Quote(name)) {
 					t.Errorf("%s does not name Workload %q: %s", reason.Code, name, reason.Message)
@@ -76,7 +102,7 @@ func FuzzResolve(f *testing.F) {
 			}
 		}
 		key, ok := gang.KeyOf(pod)
-		if !ok || key.Workload != name || key.PodGroup != podGroup || key.ReplicaKey != replicaKey {
+		if !ok || key.Workload != name || key.PodGroup != podGroup || key.ReplicaKey != replicaKey || key.Portable != portable {
 			t.Errorf("KeyOf(%+v) = %+v, %v", pod.Spec.WorkloadRef, key, ok)
 		}
 	})

@@ -1,6 +1,7 @@
-// Package workloadref resolves a pod's spec.workloadRef to the gang it belongs
-// to and the scheduling policy of its podGroup, from the built-in
-// scheduling.k8s.io/v1alpha1 Workload API.
+// Package workloadref resolves a pod's reference to a Workload — its
+// spec.workloadRef to a built-in scheduling.k8s.io/v1alpha1 Workload, or its
+// annotations to a portable one (apis/scheduling/v1alpha1) — to the
+// scheduling policy of its podGroup, or to the reason it must wait.
 package workloadref
 
 import (
@@ -8,11 +9,19 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	schedulingv1alpha1 "k8s.io/api/scheduling/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	schedulinglisters "k8s.io/client-go/listers/scheduling/v1alpha1"
+
+	wcsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/scheduling/v1alpha1"
+	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
+	wcslisters "github.com/workload-coscheduling/workload-coscheduling/pkg/generated/listers/scheduling/v1alpha1"
 )
 
 // GroupVersion is the API that serves Workloads.
@@ -51,97 +60,262 @@ type Reason struct {
 
 func (r *Reason) Error() string { return r.Message }
 
-// workloadKey names a Workload.
-type workloadKey struct{ namespace, name string }
+// Codes of the Reasons that belong to portable references.
+const (
+	// PortableAPINotServed: the CRD of portable Workloads is not installed.
+	PortableAPINotServed = "PortableWorkloadAPINotServed"
+	// InvalidReference: the pod's annotations do not name a Workload and a
+	// podGroup validly.
+	InvalidReference = "InvalidWorkloadReference"
+)
 
-// Resolver keeps the Workloads an informer delivers, keyed by namespace and
-// name, so that resolving a pod on the scheduling hot path is a map lookup
-// that allocates nothing.
-type Resolver struct {
-	served    bool
+// PortableGroupVersion is the API of portable Workloads (a CRD).
+var PortableGroupVersion = wcsv1alpha1.SchemeGroupVersion.String()
+
+// entry is what the resolver keeps of a Workload, built-in or portable: the
+// policy of each podGroup, the Permit timeout its annotation sets, and the
+// object itself for events.
+type entry struct {
+	object        runtime.Object
+	name          string
+	groups        []group
+	permitTimeout time.Duration
+}
+
+type group struct {
+	name     string
+	minCount int32
+}
+
+func nativeEntry(w *schedulingv1alpha1.Workload) *entry {
+	e := &entry{object: w, name: w.Name}
+	for _, g := range w.Spec.PodGroups {
+		var minCount int32
+		if g.Policy.Gang != nil {
+			minCount = g.Policy.Gang.MinCount
+		}
+		e.groups = append(e.groups, group{name: g.Name, minCount: minCount})
+	}
+	e.permitTimeout, _ = PermitTimeoutOf(w)
+	return e
+}
+
+func portableEntry(w *wcsv1alpha1.Workload) *entry {
+	e := &entry{object: w, name: w.Name}
+	for _, g := range w.Spec.PodGroups {
+		var minCount int32
+		if g.Policy.Gang != nil {
+			minCount = g.Policy.Gang.MinCount
+		}
+		e.groups = append(e.groups, group{name: g.Name, minCount: minCount})
+	}
+	e.permitTimeout, _ = PermitTimeoutOf(w)
+	return e
+}
+
+// source is the Workloads of one API, as its informer delivers them.
+type source struct {
+	served    atomic.Bool
 	mu        sync.RWMutex
-	workloads map[workloadKey]*schedulingv1alpha1.Workload
-	// lister reads the informer's store, which is synced before the
+	workloads map[gang.WorkloadKey]*entry
+	// lookup reads the informer's store, which is synced before the
 	// scheduler starts and written before any handler runs: it answers for a
 	// Workload the handler has not delivered yet (a scheduler that just
 	// started), so no pod is told its Workload is missing when it is not.
-	lister schedulinglisters.WorkloadLister
+	lookup atomic.Pointer[func(namespace, name string) *entry]
 }
 
-// New returns a resolver. When the API server does not serve GroupVersion
-// (served is false), every reference waits for it. lister, when not nil, is
-// asked for Workloads the resolver has not been given yet.
-func New(served bool, lister schedulinglisters.WorkloadLister) *Resolver {
-	return &Resolver{served: served, workloads: map[workloadKey]*schedulingv1alpha1.Workload{}, lister: lister}
+func (s *source) set(key gang.WorkloadKey, e *entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.workloads[key] = e
 }
 
-// SetWorkload records a Workload the informer added or updated.
-func (r *Resolver) SetWorkload(w *schedulingv1alpha1.Workload) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.workloads[workloadKey{w.Namespace, w.Name}] = w
+func (s *source) delete(key gang.WorkloadKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.workloads, key)
 }
 
-// DeleteWorkload forgets a Workload the informer deleted.
-func (r *Resolver) DeleteWorkload(w *schedulingv1alpha1.Workload) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.workloads, workloadKey{w.Namespace, w.Name})
-}
-
-// Workload returns the Workload namespace/name, from what the resolver was
-// given or else the lister, or nil.
-func (r *Resolver) Workload(namespace, name string) *schedulingv1alpha1.Workload {
-	r.mu.RLock()
-	w := r.workloads[workloadKey{namespace, name}]
-	r.mu.RUnlock()
-	if w == nil && r.lister != nil {
-		w, _ = r.lister.Workloads(namespace).Get(name)
+func (s *source) get(key gang.WorkloadKey) *entry {
+	s.mu.RLock()
+	e := s.workloads[key]
+	s.mu.RUnlock()
+	if e == nil {
+		if lookup := s.lookup.Load(); lookup != nil {
+			e = (*lookup)(key.Namespace, key.Name)
+		}
 	}
-	return w
+	return e
+}
+
+// Resolver keeps the Workloads the informers deliver, built-in and portable,
+// so that resolving a pod on the scheduling hot path is a map lookup that
+// allocates nothing. Both kinds resolve to the same Policy; the gang key
+// says which kind a pod references.
+type Resolver struct {
+	native, portable source
+}
+
+// New returns a resolver. When the API server does not serve the built-in
+// GroupVersion (served is false), every spec.workloadRef waits for it. lister,
+// when not nil, is asked for Workloads the resolver has not been given yet.
+// Portable Workloads wait until ServePortable.
+func New(served bool, lister schedulinglisters.WorkloadLister) *Resolver {
+	r := &Resolver{}
+	r.native.workloads = map[gang.WorkloadKey]*entry{}
+	r.portable.workloads = map[gang.WorkloadKey]*entry{}
+	r.native.served.Store(served)
+	if lister != nil {
+		lookup := func(namespace, name string) *entry {
+			if w, err := lister.Workloads(namespace).Get(name); err == nil {
+				return nativeEntry(w)
+			}
+			return nil
+		}
+		r.native.lookup.Store(&lookup)
+	}
+	return r
+}
+
+// ServePortable records that the API server serves portable Workloads (their
+// CRD is installed); lister, when not nil, reads their informer's store.
+func (r *Resolver) ServePortable(lister wcslisters.WorkloadLister) {
+	if lister != nil {
+		lookup := func(namespace, name string) *entry {
+			if w, err := lister.Workloads(namespace).Get(name); err == nil {
+				return portableEntry(w)
+			}
+			return nil
+		}
+		r.portable.lookup.Store(&lookup)
+	}
+	r.portable.served.Store(true)
+}
+
+// PortableServed reports whether ServePortable was called.
+func (r *Resolver) PortableServed() bool { return r.portable.served.Load() }
+
+// SetWorkload records a built-in Workload the informer added or updated.
+func (r *Resolver) SetWorkload(w *schedulingv1alpha1.Workload) {
+	r.native.set(gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}, nativeEntry(w))
+}
+
+// DeleteWorkload forgets a built-in Workload the informer deleted.
+func (r *Resolver) DeleteWorkload(w *schedulingv1alpha1.Workload) {
+	r.native.delete(gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name})
+}
+
+// SetPortableWorkload records a portable Workload the informer added or
+// updated.
+func (r *Resolver) SetPortableWorkload(w *wcsv1alpha1.Workload) {
+	r.portable.set(gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Portable: true}, portableEntry(w))
+}
+
+// DeletePortableWorkload forgets a portable Workload the informer deleted.
+func (r *Resolver) DeletePortableWorkload(w *wcsv1alpha1.Workload) {
+	r.portable.delete(gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Portable: true})
+}
+
+// Workload returns the Workload of the gang, built-in or portable, as an
+// object to report events on, or nil.
+func (r *Resolver) Workload(key gang.Key) runtime.Object {
+	src := &r.native
+	if key.Portable {
+		src = &r.portable
+	}
+	if e := src.get(key.WorkloadKey()); e != nil {
+		return e.object
+	}
+	return nil
 }
 
 // Resolve returns the policy of the podGroup the pod references, or the
 // Reason the pod must wait.
 func (r *Resolver) Resolve(pod *v1.Pod) (Policy, *Reason) {
-	ref := pod.Spec.WorkloadRef
-	return r.ResolveGroup(pod.Namespace, ref.Name, ref.PodGroup)
+	key, _ := gang.KeyOf(pod)
+	return r.ResolveKey(key)
 }
 
-// ResolveGroup returns the policy of the podGroup of the Workload
-// namespace/name, or the Reason its pods must wait.
-func (r *Resolver) ResolveGroup(namespace, name, podGroup string) (Policy, *Reason) {
-	if !r.served {
+// ResolveKey returns the policy of the gang's podGroup, or the Reason its
+// pods must wait.
+func (r *Resolver) ResolveKey(key gang.Key) (Policy, *Reason) {
+	src := &r.native
+	if key.Portable {
+		if reason := checkAnnotations(key); reason != nil {
+			return Policy{}, reason
+		}
+		src = &r.portable
+	}
+	if !src.served.Load() {
+		if key.Portable {
+			return Policy{}, &Reason{Code: PortableAPINotServed, Message: fmt.Sprintf(
+				"the API server does not serve %s Workloads, so Workload %q of annotation %s cannot be read "+
+					"(install their CustomResourceDefinition: kubectl apply -f manifests/crds/)",
+				PortableGroupVersion, key.Workload, gang.WorkloadAnnotation)}
+		}
 		return Policy{}, &Reason{Code: "WorkloadAPINotServed", Message: fmt.Sprintf(
 			"the API server does not serve %s Workloads, so Workload %q of spec.workloadRef cannot be read "+
 				"(the API server needs --feature-gates=GenericWorkload=true and --runtime-config=%s=true)",
-			GroupVersion, name, GroupVersion)}
+			GroupVersion, key.Workload, GroupVersion)}
 	}
-	r.mu.RLock()
-	workload, ok := r.workloads[workloadKey{namespace, name}]
-	r.mu.RUnlock()
-	if !ok && r.lister != nil {
-		if w, err := r.lister.Workloads(namespace).Get(name); err == nil {
-			workload, ok = w, true
+	e := src.get(key.WorkloadKey())
+	if e == nil {
+		return Policy{}, &Reason{Code: "WorkloadNotFound", Message: fmt.Sprintf(
+			"Workload %q referenced by %s does not exist in namespace %q", key.Workload, referrer(key), key.Namespace)}
+	}
+	for _, g := range e.groups {
+		if g.name == key.PodGroup {
+			return Policy{MinCount: g.minCount, PermitTimeout: e.permitTimeout}, nil
 		}
 	}
-	if !ok {
-		return Policy{}, &Reason{Code: "WorkloadNotFound", Message: fmt.Sprintf(
-			"Workload %q referenced by spec.workloadRef does not exist in namespace %q", name, namespace)}
+	names := make([]string, len(e.groups))
+	for i, g := range e.groups {
+		names[i] = g.name
 	}
-	policy, reason := PolicyOf(workload, podGroup)
-	if reason == nil {
-		policy.PermitTimeout, _ = PermitTimeoutOf(workload)
+	return Policy{}, &Reason{Code: "PodGroupNotFound", Message: fmt.Sprintf(
+		"Workload %q has no podGroup %q referenced by %s (its podGroups: %s)",
+		e.name, key.PodGroup, referrer(key), strings.Join(names, ", "))}
+}
+
+func referrer(key gang.Key) string {
+	if key.Portable {
+		return "annotation " + gang.WorkloadAnnotation
 	}
-	return policy, reason
+	return "spec.workloadRef"
+}
+
+// checkAnnotations validates a portable reference as the API server
+// validates spec.workloadRef: a Workload name that is a DNS subdomain, a
+// podGroup and a replica key that are DNS labels.
+func checkAnnotations(key gang.Key) *Reason {
+	var problems []string
+	check := func(annotation, value string, required bool, validate func(string) []string) {
+		if value == "" {
+			if required {
+				problems = append(problems, fmt.Sprintf("annotation %s is missing or empty", annotation))
+			}
+			return
+		}
+		if errs := validate(value); len(errs) > 0 {
+			problems = append(problems, fmt.Sprintf("annotation %s=%q: %s", annotation, value, strings.Join(errs, "; ")))
+		}
+	}
+	check(gang.WorkloadAnnotation, key.Workload, true, validation.IsDNS1123Subdomain)
+	check(gang.PodGroupAnnotation, key.PodGroup, true, validation.IsDNS1123Label)
+	check(gang.ReplicaKeyAnnotation, key.ReplicaKey, false, validation.IsDNS1123Label)
+	if len(problems) == 0 {
+		return nil
+	}
+	return &Reason{Code: InvalidReference, Message: "invalid reference to a portable Workload: " + strings.Join(problems, "; ")}
 }
 
 // PermitTimeoutOf reads the Workload's PermitWaitingTimeAnnotation. It returns
 // 0 when there is none or it is invalid, and clamps a value above the
 // framework's cap to the cap; in both cases problem says what was wrong, for
 // the user.
-func PermitTimeoutOf(workload *schedulingv1alpha1.Workload) (timeout time.Duration, problem string) {
-	value, ok := workload.Annotations[PermitWaitingTimeAnnotation]
+func PermitTimeoutOf(workload metav1.Object) (timeout time.Duration, problem string) {
+	value, ok := workload.GetAnnotations()[PermitWaitingTimeAnnotation]
 	if !ok {
 		return 0, ""
 	}
@@ -154,26 +328,4 @@ func PermitTimeoutOf(workload *schedulingv1alpha1.Workload) (timeout time.Durati
 			PermitWaitingTimeAnnotation, value, MaxPermitWaitingTime, MaxPermitWaitingTime)
 	}
 	return time.Duration(seconds) * time.Second, ""
-}
-
-// PolicyOf returns the policy of the named podGroup of a Workload, or a
-// Reason naming the podGroup when the Workload has none of that name.
-func PolicyOf(workload *schedulingv1alpha1.Workload, podGroup string) (Policy, *Reason) {
-	for i := range workload.Spec.PodGroups {
-		g := &workload.Spec.PodGroups[i]
-		if g.Name != podGroup {
-			continue
-		}
-		if g.Policy.Gang != nil {
-			return Policy{MinCount: g.Policy.Gang.MinCount}, nil
-		}
-		return Policy{}, nil
-	}
-	names := make([]string, len(workload.Spec.PodGroups))
-	for i := range workload.Spec.PodGroups {
-		names[i] = workload.Spec.PodGroups[i].Name
-	}
-	return Policy{}, &Reason{Code: "PodGroupNotFound", Message: fmt.Sprintf(
-		"Workload %q has no podGroup %q referenced by spec.workloadRef (its podGroups: %s)",
-		workload.Name, podGroup, strings.Join(names, ", "))}
 }

@@ -10,6 +10,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	schedulinglisters "k8s.io/client-go/listers/scheduling/v1alpha1"
 	"k8s.io/client-go/tools/cache"
+
+	wcsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/scheduling/v1alpha1"
+	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
 )
 
 func TestResolve(t *testing.T) {
@@ -110,4 +113,81 @@ func storeLister(t *testing.T, workloads ...*schedulingv1alpha1.Workload) schedu
 		}
 	}
 	return schedulinglisters.NewWorkloadLister(indexer)
+}
+
+func TestResolvePortable(t *testing.T) {
+	portable := &wcsv1alpha1.Workload{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "job", Annotations: map[string]string{PermitWaitingTimeAnnotation: "30"}},
+		Spec: wcsv1alpha1.WorkloadSpec{PodGroups: []wcsv1alpha1.PodGroup{
+			{Name: "driver", Policy: wcsv1alpha1.PodGroupPolicy{Basic: &wcsv1alpha1.BasicSchedulingPolicy{}}},
+			{Name: "workers", Policy: wcsv1alpha1.PodGroupPolicy{Gang: &wcsv1alpha1.GangSchedulingPolicy{MinCount: 3}}},
+		}},
+	}
+	native := &schedulingv1alpha1.Workload{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "job"},
+		Spec: schedulingv1alpha1.WorkloadSpec{PodGroups: []schedulingv1alpha1.PodGroup{
+			{Name: "workers", Policy: schedulingv1alpha1.PodGroupPolicy{Gang: &schedulingv1alpha1.GangSchedulingPolicy{MinCount: 5}}},
+		}},
+	}
+	served := New(true, nil)
+	served.ServePortable(nil)
+	served.SetPortableWorkload(portable)
+	served.SetWorkload(native)
+	notServed := New(true, nil)
+	notServed.SetWorkload(native)
+
+	pod := func(annotations map[string]string, ref *v1.WorkloadReference) *v1.Pod {
+		return &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", Annotations: annotations}, Spec: v1.PodSpec{WorkloadRef: ref}}
+	}
+	refs := func(workload, podGroup string) map[string]string {
+		return map[string]string{gang.WorkloadAnnotation: workload, gang.PodGroupAnnotation: podGroup}
+	}
+	for _, tc := range []struct {
+		name         string
+		resolver     *Resolver
+		pod          *v1.Pod
+		wantMinCount int32
+		wantTimeout  time.Duration
+		wantCode     string
+		wantInMsg    []string
+	}{
+		{name: "gang", resolver: served, pod: pod(refs("job", "workers"), nil), wantMinCount: 3, wantTimeout: 30 * time.Second},
+		{name: "basic", resolver: served, pod: pod(refs("job", "driver"), nil), wantTimeout: 30 * time.Second},
+		{name: "spec.workloadRef wins over the annotations", resolver: served,
+			pod: pod(refs("job", "workers"), &v1.WorkloadReference{Name: "job", PodGroup: "workers"}), wantMinCount: 5},
+		{name: "CRD not installed", resolver: notServed, pod: pod(refs("job", "workers"), nil),
+			wantCode: PortableAPINotServed, wantInMsg: []string{PortableGroupVersion, "manifests/crds"}},
+		{name: "missing Workload", resolver: served, pod: pod(refs("nope", "workers"), nil),
+			wantCode: "WorkloadNotFound", wantInMsg: []string{`"nope"`, gang.WorkloadAnnotation}},
+		{name: "missing podGroup", resolver: served, pod: pod(refs("job", "ps"), nil),
+			wantCode: "PodGroupNotFound", wantInMsg: []string{`"ps"`, "driver, workers"}},
+		{name: "no Workload annotation", resolver: served, pod: pod(map[string]string{gang.PodGroupAnnotation: "workers"}, nil),
+			wantCode: InvalidReference, wantInMsg: []string{gang.WorkloadAnnotation + " is missing"}},
+		{name: "no podGroup annotation", resolver: served, pod: pod(map[string]string{gang.WorkloadAnnotation: "job"}, nil),
+			wantCode: InvalidReference, wantInMsg: []string{gang.PodGroupAnnotation + " is missing"}},
+		{name: "values that are not DNS names", resolver: served,
+			pod:      pod(map[string]string{gang.WorkloadAnnotation: "Job!", gang.PodGroupAnnotation: "w_1", gang.ReplicaKeyAnnotation: "A.B"}, nil),
+			wantCode: InvalidReference, wantInMsg: []string{`"Job!"`, `"w_1"`, `"A.B"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			policy, reason := tc.resolver.Resolve(tc.pod)
+			if tc.wantCode == "" {
+				if reason != nil {
+					t.Fatalf("unexpected reason to wait: %v", reason)
+				}
+				if policy.MinCount != tc.wantMinCount || policy.PermitTimeout != tc.wantTimeout {
+					t.Fatalf("policy = %+v, want minCount %d and timeout %v", policy, tc.wantMinCount, tc.wantTimeout)
+				}
+				return
+			}
+			if reason == nil || reason.Code != tc.wantCode {
+				t.Fatalf("reason = %v, want one with code %s", reason, tc.wantCode)
+			}
+			for _, s := range tc.wantInMsg {
+				if !strings.Contains(reason.Message, s) {
+					t.Errorf("message %q does not contain %s", reason.Message, s)
+				}
+			}
+		})
+	}
 }
