@@ -18,7 +18,8 @@ tool conversion-gen --go-header-file "$header" --output-file zz_generated.conver
 
 # The portable Workload API (apis/scheduling/v1alpha1): deepcopy, a typed
 # clientset, listers and informers under pkg/generated, and its
-# CustomResourceDefinition (controller-gen) in manifests/crds.
+# CustomResourceDefinition (controller-gen) in manifests/crds and the chart's
+# crds/ (helm installs it before the release; it never upgrades or deletes it).
 pkg=github.com/workload-coscheduling/workload-coscheduling
 tool deepcopy-gen --go-header-file "$header" --output-file zz_generated.deepcopy.go ./apis/scheduling/v1alpha1
 rm -rf pkg/generated
@@ -30,3 +31,5 @@ tool informer-gen --go-header-file "$header" --versioned-clientset-package "$pkg
   --listers-package "$pkg/pkg/generated/listers" --output-dir pkg/generated/informers --output-pkg "$pkg/pkg/generated/informers" \
   ./apis/scheduling/v1alpha1
 tool controller-gen crd:crdVersions=v1 paths=./apis/scheduling/... output:crd:dir=manifests/crds
+mkdir -p charts/workload-coscheduling/crds
+cp manifests/crds/*.yaml charts/workload-coscheduling/crds/

@@ -24,7 +24,7 @@ for mod in go.mod hack/tools/go.mod hack/tools/k8s/go.mod hack/tools/clusters/go
 done
 
 generated() {
-  { find apis -name 'zz_generated.*'; find pkg/generated manifests/crds -type f; } | sort | xargs sha256sum
+  { find apis -name 'zz_generated.*'; find pkg/generated manifests/crds charts/workload-coscheduling/crds -type f; } | sort | xargs sha256sum
 }
 before=$(generated)
 hack/update-codegen.sh
