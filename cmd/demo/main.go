@@ -34,6 +34,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/workload-coscheduling/workload-coscheduling/internal/gangctl"
 	"github.com/workload-coscheduling/workload-coscheduling/internal/localcluster"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gangview"
 )
@@ -129,7 +130,11 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 	}
 	fmt.Fprintf(out, "Applied %d objects from %s into namespace %s, with schedulerName %s.\n\n", len(objs), o.samples, o.namespace, o.schedulerName)
 
-	rows, err := watch(ctx, client, o, out)
+	clients, err := gangctl.NewClients(cfg)
+	if err != nil {
+		return err
+	}
+	rows, err := watch(ctx, clients, o, out)
 	if err != nil {
 		return err
 	}
@@ -218,7 +223,7 @@ func waitServiceAccount(ctx context.Context, client kubernetes.Interface, ns str
 
 // watch redraws the table until it has not changed for o.settle and every
 // gang has either run or bound nothing, or until o.timeout.
-func watch(ctx context.Context, client kubernetes.Interface, o options, out io.Writer) ([]gangview.Gang, error) {
+func watch(ctx context.Context, clients gangctl.Clients, o options, out io.Writer) ([]gangview.Gang, error) {
 	tty := false
 	if f, ok := out.(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))
@@ -230,7 +235,7 @@ func watch(ctx context.Context, client kubernetes.Interface, o options, out io.W
 	lines, changed := 0, start
 	for {
 		var err error
-		rows, err = snapshot(ctx, client, o.namespace)
+		rows, err = snapshot(ctx, clients, o.namespace)
 		if err != nil {
 			return nil, err
 		}
@@ -294,20 +299,12 @@ func settled(rows []gangview.Gang) bool {
 	return true
 }
 
-func snapshot(ctx context.Context, client kubernetes.Interface, ns string) ([]gangview.Gang, error) {
-	workloads, err := client.SchedulingV1alpha1().Workloads(ns).List(ctx, metav1.ListOptions{})
+func snapshot(ctx context.Context, clients gangctl.Clients, ns string) ([]gangview.Gang, error) {
+	workloads, pods, events, err := gangctl.List(ctx, clients, ns)
 	if err != nil {
 		return nil, err
 	}
-	pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	events, err := client.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	return gangview.Build(workloads.Items, pods.Items, events.Items), nil
+	return gangview.Build(workloads, pods, events), nil
 }
 
 func summarize(rows []gangview.Gang, out io.Writer) error {

@@ -17,12 +17,18 @@ import (
 	v1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	schedulingv1alpha1 "k8s.io/api/scheduling/v1alpha1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
+	wcsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/scheduling/v1alpha1"
+	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gangview"
+	"github.com/workload-coscheduling/workload-coscheduling/pkg/generated/clientset/versioned"
 )
 
 // NewCommand returns the root command; out and errOut receive its output.
@@ -94,21 +100,70 @@ member.`,
 	return root
 }
 
-func clientFor(config *genericclioptions.ConfigFlags) (kubernetes.Interface, string, error) {
-	rest, err := config.ToRESTConfig()
+func clientFor(config *genericclioptions.ConfigFlags) (Clients, string, error) {
+	cfg, err := config.ToRESTConfig()
 	if err != nil {
-		return nil, "", err
+		return Clients{}, "", err
 	}
 	ns, _, err := config.ToRawKubeConfigLoader().Namespace()
 	if err != nil {
-		return nil, "", err
+		return Clients{}, "", err
 	}
-	c, err := kubernetes.NewForConfig(rest)
+	c, err := NewClients(cfg)
 	return c, ns, err
 }
 
+// Clients read Workloads of both APIs, pods and events.
+type Clients struct {
+	Kube     kubernetes.Interface
+	Portable versioned.Interface
+}
+
+// NewClients returns the clients of a cluster.
+func NewClients(cfg *rest.Config) (Clients, error) {
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return Clients{}, err
+	}
+	portableCfg := rest.CopyConfig(cfg)
+	// Custom resources have no protobuf encoding.
+	portableCfg.ContentType, portableCfg.AcceptContentTypes = runtime.ContentTypeJSON, runtime.ContentTypeJSON
+	portable, err := versioned.NewForConfig(portableCfg)
+	return Clients{Kube: kube, Portable: portable}, err
+}
+
+// List reads the Workloads of both APIs, the pods and the events of
+// namespace ns (all when empty). An API the server does not serve has no
+// Workloads.
+func List(ctx context.Context, c Clients, ns string) (gangview.Workloads, []v1.Pod, []eventsv1.Event, error) {
+	var workloads gangview.Workloads
+	native, err := c.Kube.SchedulingV1alpha1().Workloads(ns).List(ctx, metav1.ListOptions{})
+	switch {
+	case err == nil:
+		workloads.Native = native.Items
+	case !apierrors.IsNotFound(err):
+		return workloads, nil, nil, fmt.Errorf("listing Workloads: %w", err)
+	}
+	portable, err := c.Portable.SchedulingV1alpha1().Workloads(ns).List(ctx, metav1.ListOptions{})
+	switch {
+	case err == nil:
+		workloads.Portable = portable.Items
+	case !apierrors.IsNotFound(err):
+		return workloads, nil, nil, fmt.Errorf("listing portable Workloads: %w", err)
+	}
+	pods, err := c.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return workloads, nil, nil, err
+	}
+	events, err := c.Kube.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return workloads, nil, nil, err
+	}
+	return workloads, pods.Items, events.Items, nil
+}
+
 type snapshot struct {
-	workloads []schedulingv1alpha1.Workload
+	workloads gangview.Workloads
 	events    []eventsv1.Event
 	gangs     []gangview.Gang
 	// members names the pods that reference the described Workload.
@@ -117,25 +172,19 @@ type snapshot struct {
 
 // read lists what the view needs in namespace ns (all when empty); with a
 // workload name, only that Workload's pods and gangs are kept.
-func read(ctx context.Context, c kubernetes.Interface, ns, workload string) (*snapshot, error) {
-	workloads, err := c.SchedulingV1alpha1().Workloads(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("listing Workloads (does the API server serve scheduling.k8s.io/v1alpha1?): %w", err)
-	}
-	pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+func read(ctx context.Context, c Clients, ns, workload string) (*snapshot, error) {
+	workloads, pods, events, err := List(ctx, c, ns)
 	if err != nil {
 		return nil, err
 	}
-	events, err := c.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	snap := &snapshot{workloads: workloads.Items, events: events.Items}
-	members := pods.Items
+	snap := &snapshot{workloads: workloads, events: events}
+	members := pods
 	if workload != "" {
-		found := slices.ContainsFunc(workloads.Items, func(w schedulingv1alpha1.Workload) bool { return w.Name == workload })
+		found := slices.ContainsFunc(workloads.Native, func(w schedulingv1alpha1.Workload) bool { return w.Name == workload }) ||
+			slices.ContainsFunc(workloads.Portable, func(w wcsv1alpha1.Workload) bool { return w.Name == workload })
 		members = slices.DeleteFunc(members, func(p v1.Pod) bool {
-			return p.Spec.WorkloadRef == nil || p.Spec.WorkloadRef.Name != workload
+			key, ok := gang.KeyOf(&p)
+			return !ok || key.Workload != workload
 		})
 		if !found && len(members) == 0 {
 			return nil, fmt.Errorf("no Workload %q and no pod referencing it in namespace %q", workload, ns)
@@ -145,7 +194,7 @@ func read(ctx context.Context, c kubernetes.Interface, ns, workload string) (*sn
 			snap.members[p.Name] = true
 		}
 	}
-	snap.gangs = gangview.Build(workloads.Items, members, events.Items)
+	snap.gangs = gangview.Build(workloads, members, events)
 	return snap, nil
 }
 
@@ -181,17 +230,35 @@ func nonNil(rows []gangview.Gang) []gangview.Gang {
 // events of the Workload and its members.
 func describeWorkload(out io.Writer, ns, name string, snap *snapshot) error {
 	fmt.Fprintf(out, "Workload:   %s\nNamespace:  %s\n", name, ns)
-	i := slices.IndexFunc(snap.workloads, func(w schedulingv1alpha1.Workload) bool { return w.Name == name })
-	if i < 0 {
+	var groups []string
+	for _, w := range snap.workloads.Native {
+		if w.Name == name {
+			for _, g := range w.Spec.PodGroups {
+				var minCount int32
+				if g.Policy.Gang != nil {
+					minCount = g.Policy.Gang.MinCount
+				}
+				groups = append(groups, podGroupLine(g.Name, g.Policy.Gang != nil, minCount, ""))
+			}
+		}
+	}
+	for _, w := range snap.workloads.Portable {
+		if w.Name == name {
+			for _, g := range w.Spec.PodGroups {
+				var minCount int32
+				if g.Policy.Gang != nil {
+					minCount = g.Policy.Gang.MinCount
+				}
+				groups = append(groups, podGroupLine(g.Name, g.Policy.Gang != nil, minCount, " (portable)"))
+			}
+		}
+	}
+	if len(groups) == 0 {
 		fmt.Fprintln(out, "PodGroups:  <the Workload does not exist; its pods wait for it>")
 	} else {
 		fmt.Fprintln(out, "PodGroups:")
-		for _, g := range snap.workloads[i].Spec.PodGroups {
-			policy := "basic"
-			if g.Policy.Gang != nil {
-				policy = fmt.Sprintf("gang, minCount %d", g.Policy.Gang.MinCount)
-			}
-			fmt.Fprintf(out, "  %s\t%s\n", g.Name, policy)
+		for _, line := range groups {
+			fmt.Fprintln(out, line)
 		}
 	}
 	fmt.Fprintln(out, "Gangs:")
@@ -203,6 +270,14 @@ func describeWorkload(out io.Writer, ns, name string, snap *snapshot) error {
 		fmt.Fprintln(out, "  "+line)
 	}
 	return writeEvents(out, name, snap)
+}
+
+func podGroupLine(name string, isGang bool, minCount int32, suffix string) string {
+	policy := "basic"
+	if isGang {
+		policy = fmt.Sprintf("gang, minCount %d", minCount)
+	}
+	return fmt.Sprintf("  %s\t%s%s", name, policy, suffix)
 }
 
 // writeEvents prints the latest events on the Workload and its member pods,

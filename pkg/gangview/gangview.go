@@ -18,6 +18,7 @@ import (
 	schedulingv1alpha1 "k8s.io/api/scheduling/v1alpha1"
 	"k8s.io/apimachinery/pkg/types"
 
+	wcsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/scheduling/v1alpha1"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
 )
 
@@ -72,10 +73,17 @@ func (g Gang) Partial() bool {
 	return g.IsGang && g.Bound > 0 && g.Bound < int(g.MinCount)
 }
 
-// Build groups the pods that have a spec.workloadRef into gangs, and reads
-// their policy from the Workloads and their reason from the events. Pods
-// being deleted are left out. Rows come sorted by key.
-func Build(workloads []schedulingv1alpha1.Workload, pods []v1.Pod, events []eventsv1.Event) []Gang {
+// Workloads are the Workloads of both APIs.
+type Workloads struct {
+	Native   []schedulingv1alpha1.Workload
+	Portable []wcsv1alpha1.Workload
+}
+
+// Build groups the pods that reference a Workload (by spec.workloadRef or
+// the portable annotations) into gangs, and reads their policy from the
+// Workloads and their reason from the events. Pods being deleted are left
+// out. Rows come sorted by key.
+func Build(workloads Workloads, pods []v1.Pod, events []eventsv1.Event) []Gang {
 	latest := latestNotes(events)
 	rows := map[gang.Key]*Gang{}
 	reasonAt := map[gang.Key]time.Time{}
@@ -109,23 +117,36 @@ func Build(workloads []schedulingv1alpha1.Workload, pods []v1.Pod, events []even
 		}
 	}
 
-	policies := map[gang.WorkloadKey]*schedulingv1alpha1.Workload{}
-	for i := range workloads {
-		w := &workloads[i]
-		policies[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}] = w
+	// minCounts holds, per Workload, the minCount of each podGroup (0 for
+	// basic).
+	minCounts := map[gang.WorkloadKey]map[string]int32{}
+	for _, w := range workloads.Native {
+		groups := map[string]int32{}
+		for _, g := range w.Spec.PodGroups {
+			if g.Policy.Gang != nil {
+				groups[g.Name] = g.Policy.Gang.MinCount
+			} else {
+				groups[g.Name] = 0
+			}
+		}
+		minCounts[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}] = groups
+	}
+	for _, w := range workloads.Portable {
+		groups := map[string]int32{}
+		for _, g := range w.Spec.PodGroups {
+			if g.Policy.Gang != nil {
+				groups[g.Name] = g.Policy.Gang.MinCount
+			} else {
+				groups[g.Name] = 0
+			}
+		}
+		minCounts[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Portable: true}] = groups
 	}
 	out := make([]Gang, 0, len(rows))
 	for _, row := range rows {
-		found := false
-		if w := policies[row.Key.WorkloadKey()]; w != nil {
-			for _, group := range w.Spec.PodGroups {
-				if group.Name == row.Key.PodGroup {
-					found = true
-					if g := group.Policy.Gang; g != nil {
-						row.IsGang, row.MinCount = true, g.MinCount
-					}
-				}
-			}
+		minCount, found := minCounts[row.Key.WorkloadKey()][row.Key.PodGroup]
+		if minCount > 0 {
+			row.IsGang, row.MinCount = true, minCount
 		}
 		row.State = stateOf(row, found)
 		out = append(out, *row)

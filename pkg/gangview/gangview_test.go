@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	wcsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/scheduling/v1alpha1"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
 )
 
@@ -138,7 +139,7 @@ func TestBuild(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rows := Build(tc.workloads, tc.pods, tc.events)
+			rows := Build(Workloads{Native: tc.workloads}, tc.pods, tc.events)
 			if len(rows) != 1 {
 				t.Fatalf("got %d rows, want 1: %+v", len(rows), rows)
 			}
@@ -155,7 +156,7 @@ func TestBuild(t *testing.T) {
 func TestBuildSeparatesReplicaKeysAndSorts(t *testing.T) {
 	a, b := member("a", "g", "", v1.PodPending), member("b", "g", "", v1.PodPending)
 	a.Spec.WorkloadRef.PodGroupReplicaKey, b.Spec.WorkloadRef.PodGroupReplicaKey = "1", "0"
-	rows := Build([]schedulingv1alpha1.Workload{workload("w", gangGroup("g", 1))}, []v1.Pod{a, b}, nil)
+	rows := Build(Workloads{Native: []schedulingv1alpha1.Workload{workload("w", gangGroup("g", 1))}}, []v1.Pod{a, b}, nil)
 	if len(rows) != 2 || rows[0].Key.ReplicaKey != "0" || rows[1].Key.ReplicaKey != "1" {
 		t.Fatalf("want gangs [0] and [1] in order, got %+v", rows)
 	}
@@ -178,5 +179,27 @@ lost      g         -        ?        1        0      0        0     WaitingForW
 `
 	if out.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
+	}
+}
+
+func TestBuildPortable(t *testing.T) {
+	portable := wcsv1alpha1.Workload{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "w"},
+		Spec: wcsv1alpha1.WorkloadSpec{PodGroups: []wcsv1alpha1.PodGroup{
+			{Name: "g", Policy: wcsv1alpha1.PodGroupPolicy{Gang: &wcsv1alpha1.GangSchedulingPolicy{MinCount: 3}}}}},
+	}
+	annotated := member("p", "g", "", v1.PodPending)
+	annotated.Spec.WorkloadRef = nil
+	annotated.Annotations = map[string]string{gang.WorkloadAnnotation: "w", gang.PodGroupAnnotation: "g"}
+	native := member("n", "g", "n1", v1.PodRunning)
+
+	rows := Build(Workloads{Native: []schedulingv1alpha1.Workload{workload("w", gangGroup("g", 1))}, Portable: []wcsv1alpha1.Workload{portable}},
+		[]v1.Pod{annotated, native}, nil)
+	want := []Gang{
+		{Key: gang.Key{Namespace: "ns", Workload: "w", PodGroup: "g"}, IsGang: true, MinCount: 1, Present: 1, Bound: 1, Running: 1, State: Running},
+		{Key: gang.Key{Namespace: "ns", Workload: "w", PodGroup: "g", Portable: true}, IsGang: true, MinCount: 3, Present: 1, State: WaitingForMembers},
+	}
+	if len(rows) != 2 || rows[0] != want[0] || rows[1] != want[1] {
+		t.Errorf("got %+v\nwant %+v", rows, want)
 	}
 }
