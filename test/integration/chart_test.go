@@ -236,6 +236,8 @@ func TestChart(t *testing.T) {
 			{authorizationv1.ResourceAttributes{Verb: "patch", Resource: "pods", Subresource: "status", Namespace: "ml"}, true},
 			{authorizationv1.ResourceAttributes{Verb: "list", Resource: "nodes"}, true},
 			{authorizationv1.ResourceAttributes{Verb: "watch", Group: "scheduling.k8s.io", Resource: "workloads"}, true},
+			{authorizationv1.ResourceAttributes{Verb: "watch", Group: "scheduling.workload-coscheduling.io", Resource: "workloads"}, true},
+			{authorizationv1.ResourceAttributes{Verb: "update", Group: "scheduling.workload-coscheduling.io", Resource: "workloads", Namespace: "ml"}, false},
 			{authorizationv1.ResourceAttributes{Verb: "create", Group: "events.k8s.io", Resource: "events", Namespace: "ml"}, true},
 			{authorizationv1.ResourceAttributes{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system", Name: "workload-coscheduling"}, true},
 			{authorizationv1.ResourceAttributes{Verb: "get", Resource: "configmaps", Namespace: "kube-system", Name: "extension-apiserver-authentication"}, true},

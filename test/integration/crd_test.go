@@ -11,13 +11,10 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	wcsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/scheduling/v1alpha1"
-	"github.com/workload-coscheduling/workload-coscheduling/pkg/generated/clientset/versioned"
 )
 
 // TestPortableWorkloadCRD installs manifests/crds on an API server without
@@ -27,10 +24,7 @@ import (
 func TestPortableWorkloadCRD(t *testing.T) {
 	c := startCluster(t)
 	installCRDs(t, c)
-	// Custom resources speak JSON; the test server's config asks for protobuf.
-	cfg := rest.CopyConfig(c.restConfig)
-	cfg.ContentType = runtime.ContentTypeJSON
-	client := versioned.NewForConfigOrDie(cfg).SchedulingV1alpha1()
+	client := c.portableClient()
 	ns := c.namespace(t)
 	ctx := context.Background()
 

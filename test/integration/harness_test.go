@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	etcdtesting "k8s.io/apiserver/pkg/storage/etcd3/testserver"
 	"k8s.io/apiserver/pkg/storage/storagebackend"
@@ -38,6 +39,10 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
+	wcsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/scheduling/v1alpha1"
+	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
+	"github.com/workload-coscheduling/workload-coscheduling/pkg/generated/clientset/versioned"
+	wcsclient "github.com/workload-coscheduling/workload-coscheduling/pkg/generated/clientset/versioned/typed/scheduling/v1alpha1"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/registry"
 )
 
@@ -52,6 +57,17 @@ type cluster struct {
 	client     kubernetes.Interface
 	restConfig *rest.Config
 	kubeconfig string
+	// portable makes the helpers create portable Workloads (the CRD) and
+	// pods that reference them by annotations.
+	portable bool
+}
+
+// portableClient is a client of portable Workloads: JSON, which custom
+// resources speak (the test server's config asks for protobuf).
+func (c *cluster) portableClient() wcsclient.SchedulingV1alpha1Interface {
+	cfg := rest.CopyConfig(c.restConfig)
+	cfg.ContentType = runtime.ContentTypeJSON
+	return versioned.NewForConfigOrDie(cfg).SchedulingV1alpha1()
 }
 
 // Flags of an API server that serves the Workload API and keeps spec.workloadRef.
@@ -256,6 +272,9 @@ type podSpec struct {
 	podGroup   string
 	replicaKey string
 	scheduler  string
+	// portable references the Workload by annotations whatever the
+	// cluster's mode; both sets spec.workloadRef and the annotations.
+	portable, both bool
 }
 
 var metav1ListAll = metav1.ListOptions{}
@@ -266,7 +285,7 @@ func (c *cluster) createPod(t *testing.T, ns string, p podSpec) *v1.Pod {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.workload != "" && created.Spec.WorkloadRef == nil {
+	if p.workload != "" && !c.portable && !p.portable && created.Spec.WorkloadRef == nil {
 		t.Fatalf("the API server dropped spec.workloadRef of pod %s: is its GenericWorkload gate on?", p.name)
 	}
 	return created
@@ -294,7 +313,16 @@ func (c *cluster) podObject(ns string, p podSpec) *v1.Pod {
 			}},
 		},
 	}
-	if p.workload != "" {
+	if p.workload == "" {
+		return pod
+	}
+	if c.portable || p.portable || p.both {
+		pod.Annotations = map[string]string{gang.WorkloadAnnotation: p.workload, gang.PodGroupAnnotation: p.podGroup}
+		if p.replicaKey != "" {
+			pod.Annotations[gang.ReplicaKeyAnnotation] = p.replicaKey
+		}
+	}
+	if !(c.portable || p.portable) || p.both {
 		pod.Spec.WorkloadRef = &v1.WorkloadReference{Name: p.workload, PodGroup: p.podGroup, PodGroupReplicaKey: p.replicaKey}
 	}
 	return pod
@@ -323,7 +351,28 @@ func (c *cluster) createWorkloadAnnotated(t *testing.T, ns, name string, annotat
 		}
 		w.Spec.PodGroups = append(w.Spec.PodGroups, pg)
 	}
+	if c.portable {
+		c.createPortableWorkload(t, ns, name, annotations, groups...)
+		return
+	}
 	if _, err := c.client.SchedulingV1alpha1().Workloads(ns).Create(context.Background(), w, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *cluster) createPortableWorkload(t *testing.T, ns, name string, annotations map[string]string, groups ...podGroup) {
+	t.Helper()
+	w := &wcsv1alpha1.Workload{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations}}
+	for _, g := range groups {
+		pg := wcsv1alpha1.PodGroup{Name: g.name}
+		if g.minCount > 0 {
+			pg.Policy.Gang = &wcsv1alpha1.GangSchedulingPolicy{MinCount: g.minCount}
+		} else {
+			pg.Policy.Basic = &wcsv1alpha1.BasicSchedulingPolicy{}
+		}
+		w.Spec.PodGroups = append(w.Spec.PodGroups, pg)
+	}
+	if _, err := c.portableClient().Workloads(ns).Create(context.Background(), w, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -331,13 +380,26 @@ func (c *cluster) createWorkloadAnnotated(t *testing.T, ns, name string, annotat
 func (c *cluster) deleteWorkload(t *testing.T, ns, name string) {
 	t.Helper()
 	ctx := context.Background()
-	if err := c.client.SchedulingV1alpha1().Workloads(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+	del := func() error {
+		return c.client.SchedulingV1alpha1().Workloads(ns).Delete(ctx, name, metav1.DeleteOptions{})
+	}
+	get := func() error {
+		_, err := c.client.SchedulingV1alpha1().Workloads(ns).Get(ctx, name, metav1.GetOptions{})
+		return err
+	}
+	if c.portable {
+		del = func() error { return c.portableClient().Workloads(ns).Delete(ctx, name, metav1.DeleteOptions{}) }
+		get = func() error {
+			_, err := c.portableClient().Workloads(ns).Get(ctx, name, metav1.GetOptions{})
+			return err
+		}
+	}
+	if err := del(); err != nil {
 		t.Fatal(err)
 	}
 	// Wait until it is gone, so that a Workload of the same name created next is a new object.
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
-		_, err := c.client.SchedulingV1alpha1().Workloads(ns).Get(ctx, name, metav1.GetOptions{})
-		return err != nil, nil
+		return get() != nil, nil
 	})
 	if err != nil {
 		t.Fatalf("Workload %s/%s not deleted: %v", ns, name, err)

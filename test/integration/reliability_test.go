@@ -545,6 +545,7 @@ func testChurnSoak(t *testing.T, c *cluster) {
 	inv := c.watchInvariants(t, ns)
 	p := c.startSchedulerProcess(t, "reliability-soak")
 	c.createWorkload(t, ns, "job", podGroup{name: "workers", minCount: 3}, podGroup{name: "pairs", minCount: 2})
+	heapBefore := p.metric(t, "go_memstats_heap_alloc_bytes")
 	rng := rand.New(rand.NewSource(1))
 	deadline := time.Now().Add(*soakDuration)
 	live := map[string]bool{}
@@ -634,6 +635,14 @@ func testChurnSoak(t *testing.T, c *cluster) {
 		t.Error("no gang was admitted during the soak")
 	}
 	waitIndexEmpty(t, p)
+	// Memory returns near where it started once the pods are gone. The heap
+	// moves with the garbage collector's pace, so the bound is loose: it
+	// catches state kept per gang or per pod, not noise.
+	heapAfter := p.metric(t, "go_memstats_heap_alloc_bytes")
+	t.Logf("scheduler heap: %.1f MiB before the soak, %.1f MiB after", heapBefore/(1<<20), heapAfter/(1<<20))
+	if heapBefore == 0 || heapAfter > 2*heapBefore+64<<20 {
+		t.Errorf("the scheduler's heap grew from %.0f to %.0f bytes over the soak", heapBefore, heapAfter)
+	}
 }
 
 // waitIndexEmpty waits until the scheduler's index holds no gang: nothing
