@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -266,7 +267,7 @@ func (c *Cluster) createNodes(ctx context.Context, client kubernetes.Interface) 
 // waitSchedulers returns once our scheduler holds its Lease, and the
 // default namespace has the ServiceAccount pods are admitted with.
 func (c *Cluster) waitSchedulers(ctx context.Context, client kubernetes.Interface) error {
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		lease, err := client.CoordinationV1().Leases("kube-system").Get(ctx, leaseName, metav1.GetOptions{})
 		if err != nil {
 			return false, nil
@@ -274,8 +275,9 @@ func (c *Cluster) waitSchedulers(ctx context.Context, client kubernetes.Interfac
 		return holder(lease) != "", nil
 	})
 	if err != nil {
-		return fmt.Errorf("our scheduler did not take its lease kube-system/%s (log: %s): %w", leaseName,
-			filepath.Join(c.Workdir, "clusters", c.Name, "logs", "kube-scheduler.log"), err)
+		// Down removes the log: tell what it said.
+		log, _ := os.ReadFile(filepath.Join(c.Workdir, "clusters", c.Name, "logs", "kube-scheduler.log"))
+		return fmt.Errorf("our scheduler did not take its lease kube-system/%s: %w; the end of its log:\n%s", leaseName, err, lastLines(log, 30))
 	}
 	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		_, err := client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
@@ -288,4 +290,12 @@ func holder(l *coordinationv1.Lease) string {
 		return ""
 	}
 	return *l.Spec.HolderIdentity
+}
+
+func lastLines(text []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(text), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
