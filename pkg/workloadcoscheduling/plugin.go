@@ -13,6 +13,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	schedulinglisters "k8s.io/client-go/listers/scheduling/v1alpha1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -69,7 +70,7 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 	if err != nil {
 		return nil, err
 	}
-	served, err := workloadAPIServed(handle)
+	served, err := workloadAPIServed(ctx, handle)
 	if err != nil {
 		return nil, err
 	}
@@ -137,11 +138,30 @@ func argsFrom(obj runtime.Object) (*config.WorkloadCoschedulingArgs, error) {
 	return args, nil
 }
 
+// discoveryTimeout bounds how long the plugin waits at start for the API
+// server to answer discovery.
+const discoveryTimeout = 2 * time.Minute
+
 // workloadAPIServed asks discovery whether built-in Workloads are served.
 // Starting an informer for an API that is not served would block the
-// scheduler's start on a cache that never syncs.
-func workloadAPIServed(handle fwk.Handle) (bool, error) {
-	return apiServed(handle, workloadref.GroupVersion)
+// scheduler's start on a cache that never syncs. A scheduler may start
+// before its API server answers (a control plane booting, a pod restarted
+// with it): the question is asked again until discoveryTimeout, as the
+// scheduler's informers retry their lists, rather than failing the start.
+func workloadAPIServed(ctx context.Context, handle fwk.Handle) (served bool, err error) {
+	logger := klog.FromContext(ctx)
+	poll := wait.PollUntilContextTimeout(ctx, time.Second, discoveryTimeout, true, func(context.Context) (bool, error) {
+		served, err = apiServed(handle, workloadref.GroupVersion)
+		if err != nil {
+			logger.V(2).Info("Discovery failed; asking again", "groupVersion", workloadref.GroupVersion, "err", err)
+			return false, nil
+		}
+		return true, nil
+	})
+	if poll != nil && err == nil {
+		err = poll
+	}
+	return served, err
 }
 
 // apiServed asks discovery whether groupVersion serves workloads.
