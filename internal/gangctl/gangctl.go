@@ -233,24 +233,13 @@ func describeWorkload(out io.Writer, ns, name string, snap *snapshot) error {
 	var groups []string
 	for _, w := range snap.workloads.Native {
 		if w.Name == name {
-			for _, g := range w.Spec.PodGroups {
-				var minCount int32
-				if g.Policy.Gang != nil {
-					minCount = g.Policy.Gang.MinCount
-				}
-				groups = append(groups, podGroupLine(g.Name, g.Policy.Gang != nil, minCount, ""))
-			}
+			groups = append(groups, podGroupLines(&w.Spec, "")...)
 		}
 	}
 	for _, w := range snap.workloads.Portable {
 		if w.Name == name {
-			for _, g := range w.Spec.PodGroups {
-				var minCount int32
-				if g.Policy.Gang != nil {
-					minCount = g.Policy.Gang.MinCount
-				}
-				groups = append(groups, podGroupLine(g.Name, g.Policy.Gang != nil, minCount, " (portable)"))
-			}
+			spec := w.Spec.BuiltIn()
+			groups = append(groups, podGroupLines(&spec, " (portable)")...)
 		}
 	}
 	if len(groups) == 0 {
@@ -272,12 +261,16 @@ func describeWorkload(out io.Writer, ns, name string, snap *snapshot) error {
 	return writeEvents(out, name, snap)
 }
 
-func podGroupLine(name string, isGang bool, minCount int32, suffix string) string {
-	policy := "basic"
-	if isGang {
-		policy = fmt.Sprintf("gang, minCount %d", minCount)
+func podGroupLines(spec *schedulingv1alpha1.WorkloadSpec, suffix string) []string {
+	var lines []string
+	for _, g := range spec.PodGroups {
+		policy := "basic"
+		if g.Policy.Gang != nil {
+			policy = fmt.Sprintf("gang, minCount %d", g.Policy.Gang.MinCount)
+		}
+		lines = append(lines, fmt.Sprintf("  %s\t%s%s", g.Name, policy, suffix))
 	}
-	return fmt.Sprintf("  %s\t%s%s", name, policy, suffix)
+	return lines
 }
 
 // writeEvents prints the latest events on the Workload and its member pods,

@@ -121,26 +121,11 @@ func Build(workloads Workloads, pods []v1.Pod, events []eventsv1.Event) []Gang {
 	// basic).
 	minCounts := map[gang.WorkloadKey]map[string]int32{}
 	for _, w := range workloads.Native {
-		groups := map[string]int32{}
-		for _, g := range w.Spec.PodGroups {
-			if g.Policy.Gang != nil {
-				groups[g.Name] = g.Policy.Gang.MinCount
-			} else {
-				groups[g.Name] = 0
-			}
-		}
-		minCounts[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}] = groups
+		minCounts[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}] = minCountsOf(&w.Spec)
 	}
 	for _, w := range workloads.Portable {
-		groups := map[string]int32{}
-		for _, g := range w.Spec.PodGroups {
-			if g.Policy.Gang != nil {
-				groups[g.Name] = g.Policy.Gang.MinCount
-			} else {
-				groups[g.Name] = 0
-			}
-		}
-		minCounts[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Portable: true}] = groups
+		spec := w.Spec.BuiltIn()
+		minCounts[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Portable: true}] = minCountsOf(&spec)
 	}
 	out := make([]Gang, 0, len(rows))
 	for _, row := range rows {
@@ -153,6 +138,18 @@ func Build(workloads Workloads, pods []v1.Pod, events []eventsv1.Event) []Gang {
 	}
 	slices.SortFunc(out, func(a, b Gang) int { return a.Key.Compare(b.Key) })
 	return out
+}
+
+// minCountsOf maps each podGroup of the spec to its minCount (0 for basic).
+func minCountsOf(spec *schedulingv1alpha1.WorkloadSpec) map[string]int32 {
+	groups := map[string]int32{}
+	for _, g := range spec.PodGroups {
+		groups[g.Name] = 0
+		if g.Policy.Gang != nil {
+			groups[g.Name] = g.Policy.Gang.MinCount
+		}
+	}
+	return groups
 }
 
 func stateOf(g *Gang, found bool) State {

@@ -88,8 +88,17 @@ type group struct {
 }
 
 func nativeEntry(w *schedulingv1alpha1.Workload) *entry {
-	e := &entry{object: w, name: w.Name}
-	for _, g := range w.Spec.PodGroups {
+	return newEntry(w, &w.Spec)
+}
+
+func portableEntry(w *wcsv1alpha1.Workload) *entry {
+	spec := w.Spec.BuiltIn()
+	return newEntry(w, &spec)
+}
+
+func newEntry(w workloadObject, spec *schedulingv1alpha1.WorkloadSpec) *entry {
+	e := &entry{object: w, name: w.GetName()}
+	for _, g := range spec.PodGroups {
 		var minCount int32
 		if g.Policy.Gang != nil {
 			minCount = g.Policy.Gang.MinCount
@@ -100,17 +109,10 @@ func nativeEntry(w *schedulingv1alpha1.Workload) *entry {
 	return e
 }
 
-func portableEntry(w *wcsv1alpha1.Workload) *entry {
-	e := &entry{object: w, name: w.Name}
-	for _, g := range w.Spec.PodGroups {
-		var minCount int32
-		if g.Policy.Gang != nil {
-			minCount = g.Policy.Gang.MinCount
-		}
-		e.groups = append(e.groups, group{name: g.Name, minCount: minCount})
-	}
-	e.permitTimeout, _ = PermitTimeoutOf(w)
-	return e
+// workloadObject is a Workload, built-in or portable.
+type workloadObject interface {
+	runtime.Object
+	metav1.Object
 }
 
 // source is the Workloads of one API, as its informer delivers them.
