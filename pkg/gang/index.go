@@ -9,58 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// Counts is a snapshot of one gang.
-type Counts struct {
-	// Present is the number of member pods that exist and have not finished.
-	Present int
-	// Reserved is the number of members this scheduler has reserved a node
-	// for and not yet seen bound.
-	Reserved int
-	// Bound is the number of members bound to a node.
-	Bound int
-}
-
-// Placed is the number of members that hold a node: reserved or bound.
-func (c Counts) Placed() int { return c.Reserved + c.Bound }
-
-type memberState uint8
-
-const (
-	statePending memberState = iota
-	stateReserved
-	stateBound
-)
-
-type member struct {
-	pod   *v1.Pod
-	state memberState
-	// node is the node reserved for the member while it is reserved.
-	node string
-	// rejected is set when a rollback rejected this member's reservation,
-	// so that its Unreserve does not roll the gang back once more.
-	rejected bool
-	// reason is the last waiting reason reported for this member, so that the
-	// same reason is not reported again on every requeue.
-	reason string
-}
-
-type gang struct {
-	members map[types.UID]*member
-	counts  Counts
-	clock   *clock
-	// firstSeen is the creation of the gang's first member; complete is set
-	// once minCount members were bound (see Complete).
-	firstSeen time.Time
-	complete  bool
-	// attemptStart is when the current attempt reserved its first member;
-	// admitted is set when the attempt reached its quorum at Permit.
-	attemptStart time.Time
-	admitted     bool
-	// reason is the last reason reported for the whole gang (see
-	// SetGangReason).
-	reason string
-}
-
 // clock holds the times a gang is ordered and held back by. They are read on
 // the scheduling hot path (QueueSort) without a lock.
 type clock struct {
@@ -72,354 +20,309 @@ type clock struct {
 	backoffUntil atomic.Int64
 }
 
-// Index holds every gang that has at least one member. It is safe for
+// Config is how the index judges gangs.
+type Config struct {
+	// SchedulerName is the schedulerName of the pods this scheduler places:
+	// only those count toward a quorum. Members of other schedulers stay
+	// in the index (preemption needs every bound member of a gang) but
+	// count for nothing. Empty counts every pod.
+	SchedulerName string
+	// Backoff is how long a gang waits after a failed attempt.
+	Backoff time.Duration
+}
+
+// tombstoneTTL is how long the index remembers a deleted member, so that a
+// scheduling callback that still holds the pod (a Reserve in the cycle the
+// pod was deleted in) cannot bring it back.
+const tombstoneTTL = 2 * time.Minute
+
+type tombstone struct {
+	uid types.UID
+	at  time.Time
+}
+
+// Index holds every gang that has at least one member, and the state machine
+// of each gang's attempt. Every transition takes the index's lock once and
+// is atomic: no caller checks a state and then acts on it. It is safe for
 // concurrent use.
 type Index struct {
+	cfg        Config
 	mu         sync.RWMutex
 	gangs      map[Key]*gang
 	byWorkload map[WorkloadKey]map[Key]struct{}
+	// deleted remembers recently deleted members (see tombstoneTTL);
+	// tombstones lists them oldest first, for pruning.
+	deleted    map[types.UID]struct{}
+	tombstones []tombstone
 	// clocks maps each Key in gangs to its *clock. It is written under mu
 	// and read without it.
 	clocks sync.Map
 }
 
 // NewIndex returns an empty index.
-func NewIndex() *Index {
+func NewIndex(cfg Config) *Index {
 	return &Index{
+		cfg:        cfg,
 		gangs:      map[Key]*gang{},
 		byWorkload: map[WorkloadKey]map[Key]struct{}{},
+		deleted:    map[types.UID]struct{}{},
 	}
 }
 
-// ObservePod records a member pod as the API server reports it: a pod with a
-// node is bound; one without keeps its reservation if it has one. It returns
-// the gang's counts after the change.
-func (x *Index) ObservePod(key Key, pod *v1.Pod) Counts {
+// Counted reports whether a pod counts toward its gang's quorum by its
+// schedulerName.
+func (x *Index) Counted(pod *v1.Pod) bool {
+	return x.cfg.SchedulerName == "" || pod.Spec.SchedulerName == x.cfg.SchedulerName
+}
+
+// ObservePod records a member as the API server reports it. minCount is the
+// gang's quorum (0 when its policy is unknown or not a gang). createdBound
+// says the pod arrived with a node already (created with spec.nodeName, not
+// placed by any scheduler): such a member never counts toward a quorum.
+//
+// A member that is terminating or finished is gone: when it held a
+// reservation of an attempt not yet admitted, that attempt fails (a
+// terminating pod cannot be bound). A member that moved to a bound node is
+// bound; when that completes the quorum of an attempt whose other members
+// wait at Permit, the attempt is admitted. still is as for Permit.
+func (x *Index) ObservePod(key Key, pod *v1.Pod, createdBound bool, minCount int, still func(types.UID) bool, now time.Time) Effects {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	g := x.gangLocked(key, pod)
-	m := g.memberLocked(pod)
-	m.pod = pod
-	if pod.Spec.NodeName != "" {
-		g.setState(m, stateBound)
-		m.rejected = false
+	g.setMinCount(minCount)
+	var e Effects
+	m, known := g.members[pod.UID]
+	if !known {
+		m = &member{pod: pod, counted: x.Counted(pod) && !createdBound}
+		g.members[pod.UID] = m
+		g.count(m, +1)
 	}
-	return g.counts
+	m.pod = pod
+	switch {
+	case Gone(pod):
+		held := m.state == memberReserved
+		g.setState(m, memberGone)
+		if held && !g.admitted && !g.running() {
+			g.fail(&e, OutcomeMemberDeleted, x.cfg.Backoff, pod.UID, now)
+		}
+	case pod.Spec.NodeName != "" && m.state != memberBound:
+		m.node = pod.Spec.NodeName
+		g.setState(m, memberBound)
+		if g.counts.Reserved > 0 {
+			g.tryAdmit(&e, pod.UID, still, x.cfg.Backoff, now)
+		}
+	}
+	g.afterChange(&e, now)
+	return e
 }
 
-// DeletePod forgets a member pod. It returns the gang's counts after the
-// change, and whether the member held a reservation that no rollback had
-// rejected yet; a gang left with no members is dropped from the index.
-func (x *Index) DeletePod(key Key, uid types.UID) (counts Counts, heldReservation bool) {
+// DeletePod forgets a member. When it held a live reservation of an attempt
+// not yet admitted, the attempt fails. A gang left with no members is
+// dropped from the index.
+func (x *Index) DeletePod(key Key, uid types.UID, minCount int, now time.Time) Effects {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.buryLocked(uid, now)
 	g, ok := x.gangs[key]
 	if !ok {
-		return Counts{}, false
+		return Effects{}
 	}
+	g.setMinCount(minCount)
+	var e Effects
 	if m, ok := g.members[uid]; ok {
-		heldReservation = m.state == stateReserved && !m.rejected
-		g.setState(m, statePending)
+		held := m.state == memberReserved
+		g.count(m, -1)
 		delete(g.members, uid)
-		g.counts.Present--
+		if held && !g.admitted && !g.running() {
+			g.fail(&e, OutcomeMemberDeleted, x.cfg.Backoff, uid, now)
+		}
 	}
+	g.afterChange(&e, now)
 	if len(g.members) == 0 {
 		x.dropLocked(key)
 	}
-	return g.counts, heldReservation
+	return e
 }
 
-// Reserve records that node was reserved for the member pod and returns the
-// gang's counts after the change. A pod the index has not seen yet (the
-// informer may deliver it after the scheduler's queue did) is added.
-func (x *Index) Reserve(key Key, pod *v1.Pod, node string) Counts {
+// Reserve records that node was reserved for the member in the gang's
+// current attempt; the first reservation of an attempt starts it. A pod the
+// informer has not delivered yet is added. It refuses (ok false) a pod that
+// was deleted meanwhile, and one whose gang backs off after a failed
+// attempt: a member must not join an attempt that already failed.
+func (x *Index) Reserve(key Key, pod *v1.Pod, node string, minCount int, now time.Time) (e Effects, ok bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if _, gone := x.deleted[pod.UID]; gone {
+		return Effects{}, false
+	}
 	g := x.gangLocked(key, pod)
-	m := g.memberLocked(pod)
-	if m.state == statePending {
-		g.setState(m, stateReserved)
-		m.rejected, m.node = false, node
+	g.setMinCount(minCount)
+	if g.clock.backoffUntil.Load() > now.UnixNano() {
+		return g.effects(now), false
+	}
+	m, known := g.members[pod.UID]
+	if !known {
+		m = &member{pod: pod, counted: x.Counted(pod)}
+		g.members[pod.UID] = m
+		g.count(m, +1)
+	}
+	if m.state == memberPending || m.state == memberRejected {
+		m.attempt, m.node = g.attempt, node
+		g.setState(m, memberReserved)
 		if g.attemptStart.IsZero() {
-			g.attemptStart = time.Now()
+			g.attemptStart, e.StartedAttempt = now, true
 		}
 	}
-	return g.counts
+	g.afterChange(&e, now)
+	return e, true
 }
 
-// Admit records that the gang's current attempt reached its quorum at Permit.
-// The first call of an attempt reports true and how long the attempt's
-// members have waited since the first of them reserved; later calls (members
-// beyond minCount) report false.
-func (x *Index) Admit(key Key, now time.Time) (waited time.Duration, first bool) {
+// Verdict is Permit's decision for one member.
+type Verdict uint8
+
+const (
+	// VerdictWait: the member waits at Permit for more of its gang.
+	VerdictWait Verdict = iota
+	// VerdictAllow: the member goes to binding (with the members in
+	// Effects.Allow when this admitted the attempt).
+	VerdictAllow
+	// VerdictReject: the member's attempt is over: it failed now
+	// (Effects.RolledBack) or before, or the gang backs off.
+	VerdictReject
+)
+
+// Permit decides for a reserved member: admit the attempt when its live
+// reservations and bound members reach minCount, let a member of an attempt
+// already admitted (or a running gang) go, wait, or reject a member whose
+// reservation a rollback rejected or whose gang backs off. still reports
+// whether a reserved member waits at Permit (see tryAdmit).
+func (x *Index) Permit(key Key, uid types.UID, minCount int, still func(types.UID) bool, now time.Time) (Effects, Verdict) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	g, ok := x.gangs[key]
-	if !ok || g.admitted {
-		return 0, false
+	g, found := x.gangs[key]
+	if !found {
+		return Effects{}, VerdictReject
 	}
-	g.admitted = true
-	return sinceOrZero(now, g.attemptStart), true
-}
-
-// Admitted reports whether the gang's current attempt reached its quorum: a
-// member that fails afterwards failed to bind.
-func (x *Index) Admitted(key Key) bool {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	g, ok := x.gangs[key]
-	return ok && g.admitted
-}
-
-// Complete records that minCount members of the gang are bound. The first
-// call reports true and how long it took since the first member was created.
-func (x *Index) Complete(key Key, now time.Time) (took time.Duration, first bool) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	g, ok := x.gangs[key]
-	if !ok || g.complete {
-		return 0, false
+	g.setMinCount(minCount)
+	m, found := g.members[uid]
+	if !found || m.state != memberReserved || m.attempt != g.attempt {
+		return g.effects(now), VerdictReject
 	}
-	g.complete = true
-	return sinceOrZero(now, g.firstSeen), true
-}
-
-func sinceOrZero(now, t time.Time) time.Duration {
-	if t.IsZero() || now.Before(t) {
-		return 0
+	var e Effects
+	switch {
+	case g.admitted || g.running():
+		g.afterChange(&e, now)
+		return e, VerdictAllow
+	case g.clock.backoffUntil.Load() > now.UnixNano():
+		g.setState(m, memberRejected)
+		g.afterChange(&e, now)
+		return e, VerdictReject
 	}
-	return now.Sub(t)
+	g.tryAdmit(&e, uid, still, x.cfg.Backoff, now)
+	g.afterChange(&e, now)
+	switch {
+	case e.RolledBack:
+		return e, VerdictReject
+	case e.Admitted:
+		return e, VerdictAllow
+	}
+	return e, VerdictWait
 }
 
-// Unreserve undoes Reserve for a member that was not bound. It reports
-// whether the member held a reservation, and whether a rollback had rejected
-// it (then its release is part of that rollback, not a new failure).
-func (x *Index) Unreserve(key Key, uid types.UID) (wasReserved, byRollback bool) {
+// Unreserve undoes Reserve for a member that was not bound. A member whose
+// live reservation is released fails the attempt it belonged to, if that
+// attempt is still the current one: after admission it is a bind failure
+// (no backoff), before it the framework rejected the member (permitOutcome,
+// a Permit timeout or a rejection). A member a rollback had rejected
+// changes nothing more.
+func (x *Index) Unreserve(key Key, uid types.UID, minCount int, permitOutcome Outcome, now time.Time) Effects {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	g, ok := x.gangs[key]
 	if !ok {
-		return false, false
+		return Effects{}
 	}
+	g.setMinCount(minCount)
 	m, ok := g.members[uid]
-	if !ok || m.state != stateReserved {
-		return false, false
+	if !ok || (m.state != memberReserved && m.state != memberRejected) {
+		return g.effects(now)
 	}
-	g.setState(m, statePending)
-	byRollback = m.rejected
-	m.rejected = false
-	return true, byRollback
+	live := m.state == memberReserved && m.attempt == g.attempt
+	g.setState(m, memberPending)
+	var e Effects
+	if live && !g.running() {
+		outcome := permitOutcome
+		if g.admitted {
+			outcome = OutcomeBindFailure
+		}
+		g.fail(&e, outcome, x.cfg.Backoff, uid, now)
+	}
+	g.afterChange(&e, now)
+	return e
 }
 
-// StartRollback marks every member that holds a reservation and was not
-// rejected yet as rejected, and returns them: the caller rejects them, and
-// their Unreserve then knows it is part of this rollback.
-func (x *Index) StartRollback(key Key) []types.UID {
+// Fail fails the gang's attempt number attempt with outcome, unless that
+// attempt is over already (a later attempt runs), or it was admitted (its
+// members are binding; only a bind failure ends it, through Unreserve), or
+// the gang runs, or it backs off (the attempt that failed last already
+// said so). It is how the plugin ends an attempt from outside the
+// member callbacks: a member that fits no node (PostFilter), the attempt's
+// deadline, a node deleted under a reservation.
+func (x *Index) Fail(key Key, attempt uint64, outcome Outcome, now time.Time) Effects {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	g, ok := x.gangs[key]
-	if !ok {
-		return nil
+	if !ok || g.attempt != attempt || g.admitted || g.running() || g.clock.backoffUntil.Load() > now.UnixNano() {
+		return Effects{}
 	}
-	var uids []types.UID
+	var e Effects
+	g.fail(&e, outcome, x.cfg.Backoff, "", now)
+	g.afterChange(&e, now)
+	return e
+}
+
+// Release rejects the members waiting at Permit without failing the gang:
+// its Workload was deleted, so the attempt cannot be admitted, but that is
+// no failure of the gang and starts no backoff.
+func (x *Index) Release(key Key, now time.Time) Effects {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	g, ok := x.gangs[key]
+	if !ok || g.admitted || g.running() {
+		return Effects{}
+	}
+	var e Effects
 	for uid, m := range g.members {
-		if m.state == stateReserved && !m.rejected {
-			m.rejected = true
-			uids = append(uids, uid)
+		if m.state == memberReserved {
+			g.setState(m, memberRejected)
+			e.Reject = append(e.Reject, uid)
 		}
 	}
-	return uids
+	g.attempt++
+	g.attemptStart = time.Time{}
+	g.afterChange(&e, now)
+	return e
 }
 
-// Fail records a failed attempt of the gang at now: it queues behind the
-// gangs that came since, and is held back until now+backoff. It returns how
-// long the attempt's members waited since the first of them reserved (zero
-// when none had).
-func (x *Index) Fail(key Key, now time.Time, backoff time.Duration) (waited time.Duration) {
-	x.mu.Lock()
-	if g, ok := x.gangs[key]; ok {
-		waited = sinceOrZero(now, g.attemptStart)
-		g.attemptStart, g.admitted = time.Time{}, false
-	}
-	x.mu.Unlock()
-	if c := x.clock(key); c != nil {
-		c.queued.Store(now.UnixNano())
-		if backoff > 0 {
-			c.backoffUntil.Store(now.Add(backoff).UnixNano())
-		}
-	}
-	return waited
-}
-
-// BackoffLeft returns how long the gang is still held back after a failed
-// attempt, or zero.
-func (x *Index) BackoffLeft(key Key, now time.Time) time.Duration {
-	c := x.clock(key)
-	if c == nil {
-		return 0
-	}
-	if left := time.Duration(c.backoffUntil.Load() - now.UnixNano()); left > 0 {
-		return left
-	}
-	return 0
-}
-
-// QueuedAt returns when the gang entered the queue (Unix nanoseconds): the
-// creation of its first member, or its last failed attempt. It takes no lock
-// and allocates nothing.
-func (x *Index) QueuedAt(key Key) (int64, bool) {
-	if c := x.clock(key); c != nil {
-		return c.queued.Load(), true
-	}
-	return 0, false
-}
-
-func (x *Index) clock(key Key) *clock {
-	if c, ok := x.clocks.Load(key); ok {
-		return c.(*clock)
-	}
-	return nil
-}
-
-// Counts returns the gang's counts; a gang with no members has zero counts.
-func (x *Index) Counts(key Key) Counts {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	if g, ok := x.gangs[key]; ok {
-		return g.counts
-	}
-	return Counts{}
-}
-
-// Has reports whether the index knows the pod as a member of the gang.
-func (x *Index) Has(key Key, uid types.UID) bool {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	g, ok := x.gangs[key]
-	if !ok {
-		return false
-	}
-	_, ok = g.members[uid]
-	return ok
-}
-
-// PendingPods returns the members that hold no node, keyed by namespace/name,
-// in the form the scheduler's Activate takes.
-func (x *Index) PendingPods(key Key) map[string]*v1.Pod {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	g, ok := x.gangs[key]
-	if !ok {
-		return nil
-	}
-	pods := make(map[string]*v1.Pod, g.counts.Present-g.counts.Placed())
-	for _, m := range g.members {
-		if m.state == statePending {
-			pods[m.pod.Namespace+"/"+m.pod.Name] = m.pod
-		}
-	}
-	return pods
-}
-
-// ReservedPods returns the UIDs of the members that hold a reservation.
-func (x *Index) ReservedPods(key Key) []types.UID {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	g, ok := x.gangs[key]
-	if !ok {
-		return nil
-	}
-	uids := make([]types.UID, 0, g.counts.Reserved)
-	for uid, m := range g.members {
-		if m.state == stateReserved {
-			uids = append(uids, uid)
-		}
-	}
-	return uids
-}
-
-// GangsOf returns the keys of the gangs of a Workload that have members.
-func (x *Index) GangsOf(workload WorkloadKey) []Key {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	keys := make([]Key, 0, len(x.byWorkload[workload]))
-	for k := range x.byWorkload[workload] {
-		keys = append(keys, k)
-	}
-	return keys
-}
-
-// SetReason records why a member waits and reports whether that differs from
-// the reason recorded before (or the member is not indexed yet), that is,
-// whether it is worth telling the user.
-func (x *Index) SetReason(key Key, uid types.UID, reason string) bool {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	g, ok := x.gangs[key]
-	if !ok {
-		return true
-	}
-	m, ok := g.members[uid]
-	if !ok {
-		return true
-	}
-	if m.reason == reason {
-		return false
-	}
-	m.reason = reason
-	return true
-}
-
-// ReservedOn returns the gangs with a member that holds a reservation of the
-// node and was not rejected yet. It looks at every gang: it is for a node's
-// deletion, not for the scheduling path.
-func (x *Index) ReservedOn(node string) []Key {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	var keys []Key
-	for key, g := range x.gangs {
-		for _, m := range g.members {
-			if m.state == stateReserved && !m.rejected && m.node == node {
-				keys = append(keys, key)
-				break
-			}
-		}
-	}
-	return keys
-}
-
-// Each calls fn, under the index's read lock, for every gang with its counts
-// and the end of its backoff (Unix nanoseconds, 0 when none). fn must not
-// call the index.
-func (x *Index) Each(fn func(key Key, counts Counts, backoffUntil int64)) {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	for key, g := range x.gangs {
-		fn(key, g.counts, g.clock.backoffUntil.Load())
+func (g *gang) setMinCount(minCount int) {
+	if minCount > 0 {
+		g.minCount = minCount
 	}
 }
 
-// SetGangReason records why the whole gang waits and reports whether that
-// differs from the reason recorded before (or the gang is not indexed yet).
-func (x *Index) SetGangReason(key Key, reason string) bool {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	g, ok := x.gangs[key]
-	if !ok {
-		return true
+// buryLocked remembers a deleted member and forgets those deleted more than
+// tombstoneTTL ago.
+func (x *Index) buryLocked(uid types.UID, now time.Time) {
+	x.deleted[uid] = struct{}{}
+	x.tombstones = append(x.tombstones, tombstone{uid: uid, at: now})
+	n := 0
+	for n < len(x.tombstones) && now.Sub(x.tombstones[n].at) > tombstoneTTL {
+		delete(x.deleted, x.tombstones[n].uid)
+		n++
 	}
-	if g.reason == reason {
-		return false
+	if n > 0 {
+		x.tombstones = append(x.tombstones[:0], x.tombstones[n:]...)
 	}
-	g.reason = reason
-	return true
-}
-
-// Len returns the number of gangs in the index.
-func (x *Index) Len() int {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	return len(x.gangs)
 }
 
 // gangLocked returns the gang of key, creating it, queued at the creation of
@@ -427,7 +330,7 @@ func (x *Index) Len() int {
 func (x *Index) gangLocked(key Key, first *v1.Pod) *gang {
 	g, ok := x.gangs[key]
 	if !ok {
-		g = &gang{members: map[types.UID]*member{}, clock: &clock{}}
+		g = &gang{key: key, keyString: key.String(), members: map[types.UID]*member{}, clock: &clock{}}
 		created := first.CreationTimestamp.Time
 		if created.IsZero() {
 			created = time.Now()
@@ -453,31 +356,4 @@ func (x *Index) dropLocked(key Key) {
 	if len(x.byWorkload[wk]) == 0 {
 		delete(x.byWorkload, wk)
 	}
-}
-
-func (g *gang) memberLocked(pod *v1.Pod) *member {
-	m, ok := g.members[pod.UID]
-	if !ok {
-		m = &member{pod: pod}
-		g.members[pod.UID] = m
-		g.counts.Present++
-	}
-	return m
-}
-
-// setState moves a member to a new state and keeps the counts in step.
-func (g *gang) setState(m *member, s memberState) {
-	switch m.state {
-	case stateReserved:
-		g.counts.Reserved--
-	case stateBound:
-		g.counts.Bound--
-	}
-	switch s {
-	case stateReserved:
-		g.counts.Reserved++
-	case stateBound:
-		g.counts.Bound++
-	}
-	m.state = s
 }

@@ -1,26 +1,15 @@
-// Package gang keeps the state of gangs: which pods belong to which gang and
-// how far each member has come (present, reserved at Permit, bound). It has
-// no client code: the plugin feeds it from informers and scheduling
-// callbacks, and reads it on the scheduling hot path, where every operation
-// is a map lookup under a short lock.
+// Package gang keeps the state of gangs: which pods belong to which gang, how
+// far each member has come (present, reserved at Permit, bound, gone), and
+// the state machine of each gang's attempt (state.go). It has no client
+// code: the plugin feeds it from informers and scheduling callbacks, and
+// carries out the Effects each transition returns. On the scheduling hot
+// path every operation is a map lookup under a short lock.
 package gang
 
 import (
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
-)
-
-// Annotations by which a pod joins a pod group of a portable Workload (the
-// CRD of apis/scheduling/v1alpha1), where the API server has no
-// spec.workloadRef. Annotations rather than labels: a reference is not
-// something to select pods by, and a value the API server would refuse as a
-// label (too long, say) leaves the pod pending with an event naming the
-// problem instead of failing its creation. spec.workloadRef wins over them.
-const (
-	WorkloadAnnotation   = "scheduling.workload-coscheduling.io/workload"
-	PodGroupAnnotation   = "scheduling.workload-coscheduling.io/pod-group"
-	ReplicaKeyAnnotation = "scheduling.workload-coscheduling.io/pod-group-replica-key"
 )
 
 // Key identifies one gang: the pods of a Workload's podGroup that share a

@@ -14,7 +14,6 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
-	"github.com/workload-coscheduling/workload-coscheduling/pkg/workloadref"
 )
 
 // cluster is a plugin whose index holds pods in gangs of four, one
@@ -26,13 +25,7 @@ type benchCluster struct {
 
 func newBenchCluster(tb testing.TB, pods int) *benchCluster {
 	tb.Helper()
-	pl := &WorkloadCoscheduling{
-		index:         gang.NewIndex(),
-		resolver:      workloadref.New(true, nil),
-		permitTimeout: time.Minute,
-		backoff:       10 * time.Second,
-		now:           time.Now,
-	}
+	pl := newTestPlugin()
 	c := &benchCluster{pl: pl}
 	for i := 0; i < pods; i++ {
 		g := i / 4
@@ -51,13 +44,13 @@ func newBenchCluster(tb testing.TB, pods int) *benchCluster {
 			Spec: v1.PodSpec{WorkloadRef: &v1.WorkloadReference{Name: workload, PodGroup: "workers", PodGroupReplicaKey: fmt.Sprint(g % 100)}},
 		}
 		key, _ := gang.KeyOf(pod)
-		pl.index.ObservePod(key, pod)
+		pl.index.ObservePod(key, pod, false, 4, nil, time.Now())
 		c.pods = append(c.pods, pod)
 	}
 	// The first member of the middle gang holds a reservation and waits.
 	mid := c.pods[pods/2/4*4]
 	key, _ := gang.KeyOf(mid)
-	pl.index.Reserve(key, mid, "n1")
+	pl.index.Reserve(key, mid, "n1", 4, time.Now())
 	return c
 }
 
@@ -126,12 +119,13 @@ func BenchmarkHotPath(b *testing.B) {
 		})
 		// A member pod updated, then deleted and added back: what the
 		// informer handlers cost per event.
+		now := time.Now()
 		b.Run(fmt.Sprintf("IndexUpdate/pods=%d", n), func(b *testing.B) {
 			pod := c.pods[n/3]
 			key, _ := gang.KeyOf(pod)
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				c.pl.index.ObservePod(key, pod)
+				c.pl.index.ObservePod(key, pod, false, 4, nil, time.Now())
 			}
 		})
 		b.Run(fmt.Sprintf("IndexDeleteAdd/pods=%d", n), func(b *testing.B) {
@@ -139,8 +133,8 @@ func BenchmarkHotPath(b *testing.B) {
 			key, _ := gang.KeyOf(pod)
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				c.pl.index.DeletePod(key, pod.UID)
-				c.pl.index.ObservePod(key, pod)
+				c.pl.index.DeletePod(key, pod.UID, 4, now)
+				c.pl.index.ObservePod(key, pod, false, 4, nil, time.Now())
 			}
 		})
 	}

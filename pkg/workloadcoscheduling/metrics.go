@@ -15,16 +15,6 @@ import (
 // stays fixed whatever runs.
 const metricsSubsystem = "workload_coscheduling"
 
-// Results of a gang's attempt, the values of the result label.
-const (
-	resultAdmitted             = "admitted"
-	resultRejectedInPostFilter = "rejected_in_postfilter"
-	resultPermitTimeout        = "permit_timeout"
-	resultBindFailure          = "bind_failure"
-	resultMemberDeleted        = "member_deleted"
-	resultNodeDeleted          = "node_deleted"
-)
-
 // States of a waiting gang, the values of the state label.
 const (
 	stateWaitingForWorkload = "waiting_for_workload"
@@ -47,7 +37,7 @@ var (
 	gangAttempts = metrics.NewCounterVec(&metrics.CounterOpts{
 		Subsystem:      metricsSubsystem,
 		Name:           "gang_attempts_total",
-		Help:           "Attempts to place a gang, by result: admitted, rejected_in_postfilter, permit_timeout, bind_failure, member_deleted, node_deleted.",
+		Help:           "Attempts to place a gang, by result: admitted, rejected_in_postfilter, permit_timeout, bind_failure, member_rejected, member_deleted, node_deleted.",
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"result"})
 	membersRolledBack = metrics.NewCounter(&metrics.CounterOpts{
@@ -129,27 +119,20 @@ func (c *gangCollector) CollectWithStability(ch chan<- metrics.Metric) {
 // waitingGangs counts the gangs not admitted yet by state. Basic podGroups
 // are not gangs and are left out.
 func (pl *WorkloadCoscheduling) waitingGangs(now time.Time) map[string]int {
-	type entry struct {
-		key          gang.Key
-		counts       gang.Counts
-		backoffUntil int64
-	}
-	var gangs []entry
-	pl.index.Each(func(key gang.Key, counts gang.Counts, backoffUntil int64) {
-		gangs = append(gangs, entry{key, counts, backoffUntil})
-	})
+	var gangs []gang.Summary
+	pl.index.Each(now, func(s gang.Summary) { gangs = append(gangs, s) })
 	states := map[string]int{}
 	for _, g := range gangs {
-		policy, reason := pl.resolver.ResolveKey(g.key)
+		policy, reason := pl.resolver.ResolveKey(g.Key)
 		switch {
 		case reason != nil:
 			states[stateWaitingForWorkload]++
-		case !policy.IsGang() || g.counts.Bound >= int(policy.MinCount):
-		case g.backoffUntil > now.UnixNano():
+		case !policy.IsGang() || g.Phase == gang.PhaseRunning || g.Phase == gang.PhaseAdmitted:
+		case g.Phase == gang.PhaseBackingOff:
 			states[stateBackingOff]++
-		case g.counts.Present < int(policy.MinCount):
+		case g.Counts.Present < int(policy.MinCount):
 			states[stateWaitingForMembers]++
-		case g.counts.Reserved > 0:
+		case g.Phase == gang.PhaseAttempting:
 			states[stateReserving]++
 		default:
 			states[stateQueued]++

@@ -1,21 +1,21 @@
 // Package workloadcoscheduling is the WorkloadCoscheduling scheduler plugin:
 // it places the pods of a Workload's gang podGroup all-or-nothing. The gang
-// state lives in pkg/gang and the Workload lookup in pkg/workloadref; this
-// package wires them to the scheduling framework.
+// state and its rules live in pkg/gang and the Workload lookup in
+// pkg/workloadref; this package wires them to the scheduling framework and
+// carries out what the gang state machine decides (effects.go).
 package workloadcoscheduling
 
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/types"
 	schedulinglisters "k8s.io/client-go/listers/scheduling/v1alpha1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 
@@ -29,26 +29,38 @@ import (
 // Name is the plugin's name in the registry and in configurations.
 const Name = "WorkloadCoscheduling"
 
-// WorkloadCoscheduling gang-schedules pods by their spec.workloadRef.
+// scheduler is what the plugin asks of the running scheduler: the pods
+// waiting at Permit, activation of queued pods, and events. fwk.Handle is
+// one; the flow tests build a real one with frameworkruntime.NewFramework.
+type scheduler interface {
+	GetWaitingPod(uid types.UID) fwk.WaitingPod
+	Activate(logger klog.Logger, pods map[string]*v1.Pod)
+	EventRecorder() events.EventRecorder
+}
+
+// WorkloadCoscheduling gang-schedules pods by their spec.workloadRef or
+// their portable Workload annotations.
 type WorkloadCoscheduling struct {
 	handle        fwk.Handle
+	sched         scheduler
 	index         *gang.Index
 	resolver      *workloadref.Resolver
 	permitTimeout time.Duration
-	backoff       time.Duration
 	// workloadsServed is whether the API server serves Workloads; when it
 	// does not, the plugin neither watches nor waits for them.
 	workloadsServed bool
 	// pods is the scheduler's pod informer store, indexed by gang. It is
-	// synced before scheduling starts and written before any handler runs,
-	// so it counts a gang's members right when the index, fed by a handler,
-	// lags (a scheduler that just started on a full queue).
+	// written before any handler runs, so it counts a gang's members right
+	// when the index, fed by a handler, lags behind the queue.
 	pods cache.Indexer
 	// handlers are the plugin's informer handlers; until they have synced,
 	// the index and the resolver are still filling and a waiting reason may
 	// be wrong, so none is reported: see tellWaiting.
 	handlers []cache.ResourceEventHandlerRegistration
 	startup  startupReports
+	// stillWaiting reports whether a pod waits at Permit; built once so
+	// the hot path does not allocate a closure.
+	stillWaiting func(types.UID) bool
 	// now is the clock; tests of the pure logic may replace it.
 	now func() time.Time
 }
@@ -57,6 +69,7 @@ var (
 	_ fwk.QueueSortPlugin   = &WorkloadCoscheduling{}
 	_ fwk.PreEnqueuePlugin  = &WorkloadCoscheduling{}
 	_ fwk.PreFilterPlugin   = &WorkloadCoscheduling{}
+	_ fwk.SignPlugin        = &WorkloadCoscheduling{}
 	_ fwk.PostFilterPlugin  = &WorkloadCoscheduling{}
 	_ fwk.ReservePlugin     = &WorkloadCoscheduling{}
 	_ fwk.PermitPlugin      = &WorkloadCoscheduling{}
@@ -82,17 +95,25 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 			"groupVersion", workloadref.GroupVersion)
 	}
 	pl := &WorkloadCoscheduling{
-		handle:          handle,
-		index:           gang.NewIndex(),
+		handle: handle,
+		sched:  handle,
+		index: gang.NewIndex(gang.Config{
+			SchedulerName: handle.ProfileName(),
+			Backoff:       time.Duration(args.PodGroupBackoffSeconds) * time.Second,
+		}),
 		resolver:        workloadref.New(served, workloads),
 		permitTimeout:   time.Duration(args.PermitWaitingTimeSeconds) * time.Second,
-		backoff:         time.Duration(args.PodGroupBackoffSeconds) * time.Second,
 		workloadsServed: served,
 		now:             time.Now,
 	}
+	pl.stillWaiting = func(uid types.UID) bool { return pl.sched.GetWaitingPod(uid) != nil }
 	podInformer := handle.SharedInformerFactory().Core().V1().Pods().Informer()
-	if err := podInformer.AddIndexers(cache.Indexers{gangIndex: gangIndexFunc}); err != nil {
-		return nil, fmt.Errorf("%s: indexing pods by gang: %w", Name, err)
+	// Every profile that enables the plugin shares the scheduler's pod
+	// informer: the index of pods by gang is added once.
+	if _, exists := podInformer.GetIndexer().GetIndexers()[gangIndex]; !exists {
+		if err := podInformer.AddIndexers(cache.Indexers{gangIndex: gangIndexFunc}); err != nil {
+			return nil, fmt.Errorf("%s: indexing pods by gang: %w", Name, err)
+		}
 	}
 	pl.pods = podInformer.GetIndexer()
 	if err := pl.watch(ctx); err != nil {
@@ -114,7 +135,7 @@ const gangIndex = "workload-coscheduling.io/gang"
 
 func gangIndexFunc(obj interface{}) ([]string, error) {
 	if pod, ok := obj.(*v1.Pod); ok {
-		if key, ok := gang.KeyOf(pod); ok {
+		if key, ok := gang.KeyOf(pod); ok && !gang.Gone(pod) {
 			return []string{key.String()}, nil
 		}
 	}
@@ -138,66 +159,54 @@ func argsFrom(obj runtime.Object) (*config.WorkloadCoschedulingArgs, error) {
 	return args, nil
 }
 
-// discoveryTimeout bounds how long the plugin waits at start for the API
-// server to answer discovery.
-const discoveryTimeout = 2 * time.Minute
-
-// workloadAPIServed asks discovery whether built-in Workloads are served.
-// Starting an informer for an API that is not served would block the
-// scheduler's start on a cache that never syncs. A scheduler may start
-// before its API server answers (a control plane booting, a pod restarted
-// with it): the question is asked again until discoveryTimeout, as the
-// scheduler's informers retry their lists, rather than failing the start.
-func workloadAPIServed(ctx context.Context, handle fwk.Handle) (served bool, err error) {
-	logger := klog.FromContext(ctx)
-	poll := wait.PollUntilContextTimeout(ctx, time.Second, discoveryTimeout, true, func(context.Context) (bool, error) {
-		served, err = apiServed(handle, workloadref.GroupVersion)
-		if err != nil {
-			logger.V(2).Info("Discovery failed; asking again", "groupVersion", workloadref.GroupVersion, "err", err)
-			return false, nil
-		}
-		return true, nil
-	})
-	if poll != nil && err == nil {
-		err = poll
-	}
-	return served, err
-}
-
-// apiServed asks discovery whether groupVersion serves workloads.
-func apiServed(handle fwk.Handle, groupVersion string) (bool, error) {
-	resources, err := handle.ClientSet().Discovery().ServerResourcesForGroupVersion(groupVersion)
-	if apierrors.IsNotFound(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("%s: discovering %s: %w", Name, groupVersion, err)
-	}
-	for _, r := range resources.APIResources {
-		if r.Name == "workloads" {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
 // Name returns the plugin's name.
 func (pl *WorkloadCoscheduling) Name() string { return Name }
 
+// membership is a pod's place in a gang, resolved once per callback.
+type membership struct {
+	key    gang.Key
+	policy workloadref.Policy
+	// reason says why the reference cannot be resolved yet, or nil.
+	reason *workloadref.Reason
+}
+
+// isGang reports whether the pod is placed all-or-nothing with its gang.
+func (m membership) isGang() bool { return m.reason == nil && m.policy.IsGang() }
+
+func (m membership) minCount() int {
+	if !m.isGang() {
+		return 0
+	}
+	return int(m.policy.MinCount)
+}
+
+// membershipOf resolves the pod's reference; ok is false for a pod that
+// references no Workload.
+func (pl *WorkloadCoscheduling) membershipOf(pod *v1.Pod) (m membership, ok bool) {
+	if m.key, ok = gang.KeyOf(pod); !ok {
+		return m, false
+	}
+	m.policy, m.reason = pl.resolver.ResolveKey(m.key)
+	return m, true
+}
+
 // PreEnqueue keeps a pod out of the active queue while its Workload or
-// podGroup is missing, while its gang has fewer than minCount members, or
-// while its gang backs off after a failed attempt.
+// podGroup is missing, while its gang has fewer than minCount live members,
+// or while its gang backs off after a failed attempt.
 func (pl *WorkloadCoscheduling) PreEnqueue(ctx context.Context, pod *v1.Pod) *fwk.Status {
-	key, ok := gang.KeyOf(pod)
+	m, ok := pl.membershipOf(pod)
 	if !ok {
 		return nil
 	}
-	policy, status := pl.resolve(pod, key)
-	if status != nil || !policy.IsGang() {
-		return status
+	if m.reason != nil {
+		pl.tellWaiting(pod, m.key, v1.EventTypeWarning, m.reason.Code, m.reason.Message)
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, m.reason.Message)
 	}
-	if status := pl.gangReady(key, pod, policy); status != nil {
-		pl.tellGangWaiting(pod, key, status.reason, status.Message())
+	if !m.isGang() {
+		return nil
+	}
+	if status := pl.gangReady(m, pod); status != nil {
+		pl.tellGangWaiting(pod, m.key, status.reason, status.Message())
 		return status.Status
 	}
 	return nil
@@ -211,135 +220,42 @@ type waitStatus struct {
 }
 
 // gangReady says why the gang of pod cannot be tried now (quorum or backoff),
-// or nil. The pod itself counts as present even when the informer has not
-// delivered it to the index yet: the queue can see a new pod first.
-func (pl *WorkloadCoscheduling) gangReady(key gang.Key, pod *v1.Pod, policy workloadref.Policy) *waitStatus {
-	present := pl.index.Counts(key).Present
-	if !pl.index.Has(key, pod.UID) {
-		present++
-	}
-	if present < int(policy.MinCount) && pl.pods != nil {
-		// Slow path: ask the informer's store, which may be ahead.
-		if members, err := pl.pods.ByIndex(gangIndex, key.String()); err == nil && len(members) > present {
-			present = len(members)
+// or nil.
+func (pl *WorkloadCoscheduling) gangReady(m membership, pod *v1.Pod) *waitStatus {
+	r := pl.index.Ready(m.key, pod, pl.now())
+	if r.Present < m.minCount() && !r.Known && pl.pods != nil {
+		// The queue saw this pod before the plugin's handler did, so the
+		// index may lag behind the informer's store for its siblings too.
+		if members, err := pl.pods.ByIndex(gangIndex, m.key.String()); err == nil && len(members) > r.Present {
+			r.Present = len(members)
 		}
 	}
-	if present < int(policy.MinCount) {
-		return &waitStatus{reason: "WaitingForGangMembers", Status: fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
-			fmt.Sprintf("waiting for the members of gang %s: %d/%d present", key, present, policy.MinCount))}
+	if r.Present < m.minCount() {
+		return &waitStatus{reason: ReasonWaitingForGangMembers, Status: fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
+			fmt.Sprintf("waiting for the members of gang %s: %d/%d present", m.key, r.Present, m.policy.MinCount))}
 	}
-	if left := pl.index.BackoffLeft(key, pl.now()); left > 0 {
-		return &waitStatus{reason: "GangBackoff", Status: fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
-			fmt.Sprintf("gang %s is backing off for %v after a failed attempt", key, pl.backoff))}
+	if r.BackoffLeft > 0 {
+		return &waitStatus{reason: ReasonGangBackoff, Status: fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
+			fmt.Sprintf("gang %s is backing off for %v after a failed attempt", m.key, r.BackoffLeft.Round(time.Second)))}
 	}
 	return nil
-}
-
-// resolve returns the pod's policy, or the status that keeps the pod waiting.
-func (pl *WorkloadCoscheduling) resolve(pod *v1.Pod, key gang.Key) (workloadref.Policy, *fwk.Status) {
-	policy, reason := pl.resolver.Resolve(pod)
-	if reason != nil {
-		pl.tellWaiting(pod, key, v1.EventTypeWarning, reason.Code, reason.Message)
-		return policy, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, reason.Message)
-	}
-	return policy, nil
-}
-
-// tellWaiting records an event on the pod, once per change of reason, so a
-// user reads with `kubectl describe pod` why it is pending. While the
-// scheduler starts, the queue judges pods before the plugin's handlers have
-// delivered every Workload and member, and the reason may be wrong: such a
-// pod is remembered instead, and judged again once the handlers have synced.
-func (pl *WorkloadCoscheduling) tellWaiting(pod *v1.Pod, key gang.Key, eventType, reason, msg string) {
-	if pl.startup.hold(pod) {
-		return
-	}
-	if pl.index.SetReason(key, pod.UID, msg) {
-		pl.handle.EventRecorder().Eventf(pod, nil, eventType, reason, "Scheduling", msg)
-	}
-}
-
-// tellWorkload records an event on the gang's Workload: one per attempt of
-// the gang (admitted, or rolled back with the reason), however many members
-// it has, so `kubectl describe workload` reads the gang's history.
-func (pl *WorkloadCoscheduling) tellWorkload(key gang.Key, eventType, reason, note string) {
-	if w := pl.resolver.Workload(key); w != nil {
-		pl.handle.EventRecorder().Eventf(w, nil, eventType, reason, "Scheduling", note)
-	}
-}
-
-// tellGangWaiting reports why a whole gang waits (too few members, or a
-// backoff) once per change of that reason for the gang, not per member: on
-// the member that saw it first and on the Workload. A gang of 1000 costs two
-// events per change, and `kubectl gang describe` shows the live counts.
-func (pl *WorkloadCoscheduling) tellGangWaiting(pod *v1.Pod, key gang.Key, reason, msg string) {
-	if pl.startup.hold(pod) {
-		return
-	}
-	if pl.index.SetGangReason(key, reason) {
-		pl.handle.EventRecorder().Eventf(pod, nil, v1.EventTypeNormal, reason, "Scheduling", msg)
-		pl.tellWorkload(key, v1.EventTypeNormal, reason, msg)
-	}
-}
-
-// startupReports holds the pods turned away before the plugin's handlers had
-// synced.
-type startupReports struct {
-	mu     sync.Mutex
-	synced bool
-	pods   map[string]*v1.Pod
-}
-
-// hold remembers the pod and reports true while the handlers have not
-// synced; afterwards it reports false.
-func (r *startupReports) hold(pod *v1.Pod) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.synced || r.pods == nil {
-		return false
-	}
-	r.pods[pod.Namespace+"/"+pod.Name] = pod
-	return true
-}
-
-// reportAfterSync waits for the plugin's handlers to sync, then has the
-// queue judge again, with a full index, the pods turned away meanwhile.
-func (pl *WorkloadCoscheduling) reportAfterSync(ctx context.Context) {
-	synced := make([]cache.InformerSynced, len(pl.handlers))
-	for i, h := range pl.handlers {
-		synced[i] = h.HasSynced
-	}
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		return
-	}
-	pl.startup.mu.Lock()
-	pl.startup.synced = true
-	pods := pl.startup.pods
-	pl.startup.pods = nil
-	pl.startup.mu.Unlock()
-	if len(pods) > 0 {
-		logger := klog.FromContext(ctx)
-		logger.V(3).Info("Judging again the pods turned away while the plugin's informers synced", "pods", len(pods))
-		pl.handle.Activate(logger, pods)
-	}
 }
 
 // PreFilter turns a gang member away before any node is looked at when its
 // gang cannot be tried now: a sibling's failure started a backoff while this
 // member was already in the queue, or members were deleted since it entered.
 func (pl *WorkloadCoscheduling) PreFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
-	key, ok := gang.KeyOf(pod)
+	m, ok := pl.membershipOf(pod)
 	if !ok {
 		return nil, nil
 	}
-	policy, reason := pl.resolver.Resolve(pod)
-	if reason != nil {
-		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, reason.Message)
+	if m.reason != nil {
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, m.reason.Message)
 	}
-	if !policy.IsGang() {
+	if !m.isGang() {
 		return nil, nil
 	}
-	if status := pl.gangReady(key, pod, policy); status != nil {
+	if status := pl.gangReady(m, pod); status != nil {
 		return nil, status.Status
 	}
 	return nil, nil
@@ -348,110 +264,67 @@ func (pl *WorkloadCoscheduling) PreFilter(ctx context.Context, _ fwk.CycleState,
 // PreFilterExtensions returns nil: the plugin has no AddPod/RemovePod logic.
 func (pl *WorkloadCoscheduling) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
 
+// SignPod signs every pod the same: the plugin's PreFilter admits or turns
+// away a pod before any node is looked at, and never filters or scores a
+// node, so it adds nothing that could make two pods' feasible nodes differ.
+// Without a signer the framework turns opportunistic batching off for the
+// whole profile.
+func (pl *WorkloadCoscheduling) SignPod(context.Context, *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
+	return nil, nil
+}
+
 // PostFilter runs when a gang member fits no node. The gang cannot complete
-// in this attempt, so its members that wait at Permit are rejected at once,
-// releasing their nodes, and the gang backs off.
+// in this attempt: the attempt fails, its members waiting at Permit are
+// rejected at once, releasing their nodes, and the gang backs off. A member
+// beyond minCount of an admitted or running gang waits like any pod.
 func (pl *WorkloadCoscheduling) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
-	key, ok := gang.KeyOf(pod)
-	if !ok {
+	m, ok := pl.membershipOf(pod)
+	if !ok || !m.isGang() {
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
-	policy, reason := pl.resolver.Resolve(pod)
-	if reason != nil || !policy.IsGang() {
-		return nil, fwk.NewStatus(fwk.Unschedulable)
-	}
-	if status := pl.gangReady(key, pod, policy); status != nil {
+	if status := pl.gangReady(m, pod); status != nil {
 		// Turned away by PreFilter, which said why: this is not a new failure.
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
-	if counts := pl.index.Counts(key); counts.Bound >= int(policy.MinCount) {
-		// The gang is admitted; a member beyond minCount that does not fit
-		// waits like any pod, without touching its siblings.
+	now := pl.now()
+	e := pl.index.Fail(m.key, pl.index.Attempt(m.key), gang.OutcomeUnfit, now)
+	if !e.RolledBack {
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
-	msg := pl.rollback(ctx, key, resultRejectedInPostFilter, fmt.Sprintf("gang %s rejected: member %s does not fit on any node", key, pod.Name))
+	msg := pl.carryOut(ctx, m.key, e, fmt.Sprintf("gang %s rejected: member %s does not fit on any node", m.key, pod.Name))
 	return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 }
 
-// rollback ends a failed attempt of a gang: the members waiting at Permit are
-// rejected (only this gang's, found through the index), the gang queues
-// behind the gangs that came since, and it backs off, after which one
-// activation wakes its members together. A gang some of whose members are
-// already bound (a bind failed after the gang was admitted) does not back
-// off: bindings cannot be undone, so the rest must follow as soon as they
-// can. It returns the message the members were rejected with: why, and for
-// how long the gang backs off. result is the attempt's result for the
-// metrics.
-func (pl *WorkloadCoscheduling) rollback(ctx context.Context, key gang.Key, result, why string) string {
-	logger := klog.FromContext(ctx)
-	backoff := pl.backoff
-	if pl.index.Counts(key).Bound > 0 {
-		backoff = 0
+// Reserve counts the pod as placed in its gang's current attempt, on
+// nodeName. The first reservation of an attempt arms its deadline. A member
+// of a gang that backs off, or one deleted meanwhile, is refused.
+func (pl *WorkloadCoscheduling) Reserve(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
+	m, ok := pl.membershipOf(pod)
+	if !ok || !m.isGang() {
+		return nil
 	}
-	msg := why
-	if backoff > 0 {
-		msg = fmt.Sprintf("%s; backing off for %v", why, backoff)
+	e, ok := pl.index.Reserve(m.key, pod, nodeName, m.minCount(), pl.now())
+	if !ok {
+		return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("gang %s is backing off after a failed attempt, or the pod was deleted", m.key))
 	}
-	rejected := pl.rejectWaiting(key, msg)
-	waited := pl.index.Fail(key, pl.now(), backoff)
-	gangAttempts.WithLabelValues(result).Inc()
-	membersRolledBack.Add(float64(rejected))
-	if waited > 0 {
-		permitWaitDuration.WithLabelValues("rolled_back").Observe(waited.Seconds())
-	}
-	pl.tellWorkload(key, v1.EventTypeWarning, "GangRolledBack", msg)
-	logger.V(2).Info("Gang attempt failed, rolled back", "gang", key, "rejectedWaiting", rejected, "backoff", backoff, "reason", msg)
-	if backoff > 0 {
-		time.AfterFunc(backoff, func() { pl.activate(logger, key, "backoff over") })
-	}
-	return msg
-}
-
-// rejectWaiting rejects the gang's members that wait at Permit, marking them
-// in the index so that their Unreserve does not roll the gang back again. It
-// returns how many it rejected.
-func (pl *WorkloadCoscheduling) rejectWaiting(key gang.Key, msg string) int {
-	rejected := 0
-	for _, uid := range pl.index.StartRollback(key) {
-		if wp := pl.handle.GetWaitingPod(uid); wp != nil {
-			wp.Reject(Name, msg)
-			rejected++
-		}
-	}
-	return rejected
-}
-
-// Reserve counts the pod as placed in its gang, on nodeName.
-func (pl *WorkloadCoscheduling) Reserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
-	if key, ok := gang.KeyOf(pod); ok {
-		pl.index.Reserve(key, pod, nodeName)
+	if e.StartedAttempt {
+		pl.armDeadline(klog.FromContext(ctx), m.key, e.Attempt, pl.attemptTimeout(m.policy))
 	}
 	return nil
 }
 
-// Unreserve takes back the pod's reservation. When a member fails after it
-// reserved (Permit timeout, rejection, bind error), the gang cannot complete
-// in this attempt: it is rolled back like in PostFilter, once per attempt.
+// Unreserve takes back the pod's reservation. A member whose live
+// reservation is released (its Permit wait was rejected by the framework, a
+// later plugin failed, or its binding failed) fails its gang's attempt.
 func (pl *WorkloadCoscheduling) Unreserve(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) {
-	key, ok := gang.KeyOf(pod)
+	m, ok := pl.membershipOf(pod)
 	if !ok {
 		return
 	}
-	wasReserved, byRollback := pl.index.Unreserve(key, pod.UID)
-	if !wasReserved || byRollback {
-		return
+	e := pl.index.Unreserve(m.key, pod.UID, m.minCount(), gang.OutcomeMemberRejected, pl.now())
+	if e.RolledBack {
+		pl.carryOut(ctx, m.key, e, fmt.Sprintf("gang %s rejected: member %s failed after it was reserved", m.key, pod.Name))
 	}
-	policy, reason := pl.resolver.Resolve(pod)
-	if reason == nil && (!policy.IsGang() || pl.index.Counts(key).Bound >= int(policy.MinCount)) {
-		return
-	}
-	// Once the gang was admitted its members are binding: a failure now is
-	// a bind failure. Before, it is mostly a Permit wait that timed out.
-	result := resultPermitTimeout
-	if pl.index.Admitted(key) {
-		result = resultBindFailure
-	}
-	pl.rollback(ctx, key, result, fmt.Sprintf("gang %s rejected: member %s failed after it was reserved", key, pod.Name))
 }
 
 // waitForGang is the status of a member that waits at Permit. The framework
@@ -459,52 +332,37 @@ func (pl *WorkloadCoscheduling) Unreserve(ctx context.Context, _ fwk.CycleState,
 // Permit allocates nothing while a gang assembles.
 var waitForGang = fwk.NewStatus(fwk.Wait, "waiting for the rest of the gang")
 
-// Permit holds a gang member until minCount members of its gang are reserved
-// or bound, then lets all of them go to binding together.
+// Permit holds a gang member until minCount members of its gang's attempt
+// are reserved or bound, then lets all of them go to binding together.
 func (pl *WorkloadCoscheduling) Permit(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, nodeName string) (*fwk.Status, time.Duration) {
-	key, ok := gang.KeyOf(pod)
+	m, ok := pl.membershipOf(pod)
 	if !ok {
 		return nil, 0
 	}
-	policy, reason := pl.resolver.Resolve(pod)
-	if reason != nil {
+	if m.reason != nil {
 		// The Workload or podGroup went away after the pod entered the queue.
-		return fwk.NewStatus(fwk.Unschedulable, reason.Message), 0
+		return fwk.NewStatus(fwk.Unschedulable, m.reason.Message), 0
 	}
-	if !policy.IsGang() {
+	if !m.isGang() {
 		return nil, 0
 	}
-	logger := klog.FromContext(ctx)
-	counts := pl.index.Counts(key)
-	if counts.Placed() < int(policy.MinCount) {
-		timeout := pl.permitTimeout
-		if policy.PermitTimeout > 0 {
-			timeout = policy.PermitTimeout
+	e, verdict := pl.index.Permit(m.key, pod.UID, m.minCount(), pl.stillWaiting, pl.now())
+	switch verdict {
+	case gang.VerdictWait:
+		if loggerV := klog.FromContext(ctx).V(4); loggerV.Enabled() {
+			loggerV.Info("Gang member waits for its gang", "pod", klog.KObj(pod), "gang", m.key, "placed", e.Counts.Placed(), "minCount", m.policy.MinCount)
 		}
-		if loggerV := logger.V(4); loggerV.Enabled() {
-			loggerV.Info("Gang member waits for its gang", "pod", klog.KObj(pod), "gang", key, "placed", counts.Placed(), "minCount", policy.MinCount, "timeout", timeout)
+		return waitForGang, pl.permitBackstop(m.policy)
+	case gang.VerdictReject:
+		msg := fmt.Sprintf("gang %s: the attempt this member reserved for has ended", m.key)
+		if e.RolledBack {
+			msg = pl.carryOut(ctx, m.key, e, fmt.Sprintf("gang %s rejected: a member waiting at Permit was rejected", m.key))
 		}
-		return waitForGang, timeout
+		return fwk.NewStatus(fwk.Unschedulable, msg), 0
 	}
-	if waited, first := pl.index.Admit(key, pl.now()); first {
-		gangAttempts.WithLabelValues(resultAdmitted).Inc()
-		permitWaitDuration.WithLabelValues(resultAdmitted).Observe(waited.Seconds())
-		pl.tellWorkload(key, v1.EventTypeNormal, "GangAdmitted", fmt.Sprintf("gang %s has %d of %d members placed: all go to binding", key, counts.Placed(), policy.MinCount))
+	if e.Admitted {
+		pl.carryOut(ctx, m.key, e, "")
+		klog.FromContext(ctx).V(3).Info("Gang complete, members go to binding", "pod", klog.KObj(pod), "node", nodeName, "gang", m.key, "allowedWaiting", len(e.Allow))
 	}
-	allowed := pl.allowWaiting(key)
-	logger.V(3).Info("Gang complete, members go to binding", "pod", klog.KObj(pod), "node", nodeName, "gang", key, "allowedWaiting", allowed)
 	return nil, 0
-}
-
-// allowWaiting lets every member of the gang that waits at Permit go on, and
-// returns how many did.
-func (pl *WorkloadCoscheduling) allowWaiting(key gang.Key) int {
-	allowed := 0
-	for _, uid := range pl.index.ReservedPods(key) {
-		if wp := pl.handle.GetWaitingPod(uid); wp != nil {
-			wp.Allow(Name)
-			allowed++
-		}
-	}
-	return allowed
 }

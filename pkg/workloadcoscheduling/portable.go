@@ -73,7 +73,7 @@ func (pl *WorkloadCoscheduling) startPortable(ctx context.Context, logger klog.L
 		UpdateFunc: func(oldObj, newObj interface{}) {
 			old, w := oldObj.(*wcsv1alpha1.Workload), newObj.(*wcsv1alpha1.Workload)
 			pl.resolver.SetPortableWorkload(w)
-			if old.Annotations[workloadref.PermitWaitingTimeAnnotation] != w.Annotations[workloadref.PermitWaitingTimeAnnotation] {
+			if old.Annotations[gang.PermitWaitingTimeAnnotation] != w.Annotations[gang.PermitWaitingTimeAnnotation] {
 				pl.checkAnnotations(w)
 			}
 		},
@@ -99,9 +99,9 @@ func (pl *WorkloadCoscheduling) startPortable(ctx context.Context, logger klog.L
 	logger.Info("Watching portable Workloads", "groupVersion", workloadref.PortableGroupVersion)
 	// The members that waited for the API are judged again.
 	var keys []gang.Key
-	pl.index.Each(func(key gang.Key, _ gang.Counts, _ int64) {
-		if key.Portable {
-			keys = append(keys, key)
+	pl.index.Each(pl.now(), func(s gang.Summary) {
+		if s.Key.Portable {
+			keys = append(keys, s.Key)
 		}
 	})
 	for _, key := range keys {

@@ -34,7 +34,7 @@ func queued(t testing.TB, name string, priority int32, second int, workload, rep
 func observeAll(pl *WorkloadCoscheduling, infos []*framework.QueuedPodInfo) {
 	for _, info := range infos {
 		if key, ok := gang.KeyOf(info.Pod); ok {
-			pl.index.ObservePod(key, info.Pod)
+			pl.index.ObservePod(key, info.Pod, false, 0, nil, time.Now())
 		}
 	}
 }
@@ -112,11 +112,11 @@ func TestLessGroupsGangs(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			pl := &WorkloadCoscheduling{index: gang.NewIndex()}
+			pl := &WorkloadCoscheduling{index: gang.NewIndex(gang.Config{})}
 			pods := tc.pods(t)
 			observeAll(pl, pods)
 			for _, k := range tc.failed {
-				pl.index.Fail(k, epoch.Add(time.Hour), 0)
+				pl.index.Fail(k, 0, gang.OutcomeUnfit, epoch.Add(time.Hour))
 			}
 			if got := sortQueue(pl, pods); fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Fatalf("order = %v, want %v", got, tc.want)
@@ -133,7 +133,7 @@ func TestLessIsStrictWeakOrdering(t *testing.T) {
 		workload := []string{"", "a", "b"}[i%3]
 		infos = append(infos, queued(t, fmt.Sprintf("p%d", i), int32(i%2), i%4, workload, fmt.Sprint(i%2)))
 	}
-	pl := &WorkloadCoscheduling{index: gang.NewIndex()}
+	pl := &WorkloadCoscheduling{index: gang.NewIndex(gang.Config{})}
 	observeAll(pl, infos[:12]) // the rest are not in the index yet
 	less := func(a, b *framework.QueuedPodInfo) bool { return pl.Less(a, b) }
 	for _, a := range infos {
@@ -158,7 +158,7 @@ func TestLessIsStrictWeakOrdering(t *testing.T) {
 }
 
 func TestLessAllocatesNothing(t *testing.T) {
-	pl := &WorkloadCoscheduling{index: gang.NewIndex()}
+	pl := &WorkloadCoscheduling{index: gang.NewIndex(gang.Config{})}
 	a, b := queued(t, "a-0", 0, 1, "a", "0"), queued(t, "a-1", 0, 1, "a", "0")
 	plain := queued(t, "plain", 0, 1, "", "")
 	observeAll(pl, []*framework.QueuedPodInfo{a, b})
@@ -168,7 +168,7 @@ func TestLessAllocatesNothing(t *testing.T) {
 }
 
 func BenchmarkLess(b *testing.B) {
-	pl := &WorkloadCoscheduling{index: gang.NewIndex()}
+	pl := &WorkloadCoscheduling{index: gang.NewIndex(gang.Config{})}
 	x, y := queued(b, "a-0", 0, 1, "a", "0"), queued(b, "b-1", 0, 1, "b", "0")
 	observeAll(pl, []*framework.QueuedPodInfo{x, y})
 	b.ReportAllocs()

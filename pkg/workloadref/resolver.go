@@ -27,9 +27,9 @@ import (
 // GroupVersion is the API that serves Workloads.
 const GroupVersion = "scheduling.k8s.io/v1alpha1"
 
-// PermitWaitingTimeAnnotation on a Workload overrides the plugin's
-// permitWaitingTimeSeconds for the gangs of that Workload.
-const PermitWaitingTimeAnnotation = "workload-coscheduling.io/permit-waiting-time-seconds"
+// PermitWaitingTimeAnnotation is gang.PermitWaitingTimeAnnotation, named here
+// for the resolver's callers.
+const PermitWaitingTimeAnnotation = gang.PermitWaitingTimeAnnotation
 
 // MaxPermitWaitingTime is the scheduling framework's cap on any Permit wait.
 const MaxPermitWaitingTime = 15 * time.Minute

@@ -1,0 +1,20 @@
+package gang
+
+// The annotation names users write, in one place.
+
+// Annotations by which a pod joins a pod group of a portable Workload (the
+// CRD of apis/scheduling/v1alpha1), where the API server has no
+// spec.workloadRef. Annotations rather than labels: a reference is not
+// something to select pods by, and a value the API server would refuse as a
+// label (too long, say) leaves the pod pending with an event naming the
+// problem instead of failing its creation. spec.workloadRef wins over them.
+const (
+	WorkloadAnnotation   = "scheduling.workload-coscheduling.io/workload"
+	PodGroupAnnotation   = "scheduling.workload-coscheduling.io/pod-group"
+	ReplicaKeyAnnotation = "scheduling.workload-coscheduling.io/pod-group-replica-key"
+)
+
+// PermitWaitingTimeAnnotation on a Workload, built-in or portable, overrides
+// the plugin's permitWaitingTimeSeconds for the gangs of that Workload: how
+// long an attempt may wait at Permit for its quorum.
+const PermitWaitingTimeAnnotation = "workload-coscheduling.io/permit-waiting-time-seconds"

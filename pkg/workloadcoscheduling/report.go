@@ -1,0 +1,110 @@
+package workloadcoscheduling
+
+import (
+	"context"
+	"sync"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
+)
+
+// Reasons of the events the plugin records. The resolver's reasons (a
+// Workload or podGroup missing, an invalid reference) are the Codes of
+// workloadref.Reason.
+const (
+	// ReasonWaitingForGangMembers: the gang has fewer than minCount live
+	// members.
+	ReasonWaitingForGangMembers = "WaitingForGangMembers"
+	// ReasonGangBackoff: the gang waits after a failed attempt.
+	ReasonGangBackoff = "GangBackoff"
+	// ReasonGangAdmitted: an attempt reached its quorum; members bind.
+	ReasonGangAdmitted = "GangAdmitted"
+	// ReasonGangRolledBack: an attempt failed; its reservations were
+	// released.
+	ReasonGangRolledBack = "GangRolledBack"
+	// ReasonInvalidPermitWaitingTime: the Workload's Permit timeout
+	// annotation is ignored or clamped.
+	ReasonInvalidPermitWaitingTime = "InvalidPermitWaitingTime"
+)
+
+// tellWaiting records an event on the pod, once per change of reason, so a
+// user reads with `kubectl describe pod` why it is pending. While the
+// scheduler starts, the queue judges pods before the plugin's handlers have
+// delivered every Workload and member, and the reason may be wrong: such a
+// pod is remembered instead, and judged again once the handlers have synced.
+func (pl *WorkloadCoscheduling) tellWaiting(pod *v1.Pod, key gang.Key, eventType, reason, msg string) {
+	if pl.startup.hold(pod) {
+		return
+	}
+	if pl.index.SetReason(key, pod.UID, msg) {
+		pl.sched.EventRecorder().Eventf(pod, nil, eventType, reason, "Scheduling", msg)
+	}
+}
+
+// tellWorkload records an event on the gang's Workload: one per attempt of
+// the gang (admitted, or rolled back with the reason), however many members
+// it has, so `kubectl describe workload` reads the gang's history.
+func (pl *WorkloadCoscheduling) tellWorkload(key gang.Key, eventType, reason, note string) {
+	if w := pl.resolver.Workload(key); w != nil {
+		pl.sched.EventRecorder().Eventf(w, nil, eventType, reason, "Scheduling", note)
+	}
+}
+
+// tellGangWaiting reports why a whole gang waits (too few members, or a
+// backoff) once per change of that reason for the gang, not per member: on
+// the member that saw it first and on the Workload. A gang of 1000 costs two
+// events per change, and `kubectl gang describe` shows the live counts.
+func (pl *WorkloadCoscheduling) tellGangWaiting(pod *v1.Pod, key gang.Key, reason, msg string) {
+	if pl.startup.hold(pod) {
+		return
+	}
+	if pl.index.SetGangReason(key, reason) {
+		pl.sched.EventRecorder().Eventf(pod, nil, v1.EventTypeNormal, reason, "Scheduling", msg)
+		pl.tellWorkload(key, v1.EventTypeNormal, reason, msg)
+	}
+}
+
+// startupReports holds the pods turned away before the plugin's handlers had
+// synced.
+type startupReports struct {
+	mu     sync.Mutex
+	synced bool
+	pods   map[string]*v1.Pod
+}
+
+// hold remembers the pod and reports true while the handlers have not
+// synced; afterwards it reports false.
+func (r *startupReports) hold(pod *v1.Pod) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.synced || r.pods == nil {
+		return false
+	}
+	r.pods[pod.Namespace+"/"+pod.Name] = pod
+	return true
+}
+
+// reportAfterSync waits for the plugin's handlers to sync, then has the
+// queue judge again, with a full index, the pods turned away meanwhile.
+func (pl *WorkloadCoscheduling) reportAfterSync(ctx context.Context) {
+	synced := make([]cache.InformerSynced, len(pl.handlers))
+	for i, h := range pl.handlers {
+		synced[i] = h.HasSynced
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return
+	}
+	pl.startup.mu.Lock()
+	pl.startup.synced = true
+	pods := pl.startup.pods
+	pl.startup.pods = nil
+	pl.startup.mu.Unlock()
+	if len(pods) > 0 {
+		logger := klog.FromContext(ctx)
+		logger.V(3).Info("Judging again the pods turned away while the plugin's informers synced", "pods", len(pods))
+		pl.sched.Activate(logger, pods)
+	}
+}
