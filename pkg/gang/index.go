@@ -84,8 +84,8 @@ func (x *Index) Counted(pod *v1.Pod) bool {
 // reservation of an attempt not yet admitted, that attempt fails (a
 // terminating pod cannot be bound). A member that moved to a bound node is
 // bound; when that completes the quorum of an attempt whose other members
-// wait at Permit, the attempt is admitted. still is as for Permit.
-func (x *Index) ObservePod(key Key, pod *v1.Pod, createdBound bool, minCount int, still func(types.UID) bool, now time.Time) Effects {
+// wait at Permit, the attempt is admitted (see tryAdmit for w).
+func (x *Index) ObservePod(key Key, pod *v1.Pod, createdBound bool, minCount int, w Witness, now time.Time) Effects {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	g := x.gangLocked(key, pod)
@@ -109,7 +109,7 @@ func (x *Index) ObservePod(key Key, pod *v1.Pod, createdBound bool, minCount int
 		m.node = pod.Spec.NodeName
 		g.setState(m, memberBound)
 		if g.counts.Reserved > 0 {
-			g.tryAdmit(&e, pod.UID, still, x.cfg.Backoff, now)
+			g.tryAdmit(&e, pod.UID, w, x.cfg.Backoff, now)
 		}
 	}
 	g.afterChange(&e, now)
@@ -123,6 +123,19 @@ func (x *Index) DeletePod(key Key, uid types.UID, minCount int, now time.Time) E
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.buryLocked(uid, now)
+	return x.removeLocked(key, uid, minCount, now)
+}
+
+// LeavePod takes a member out of its gang without its pod being deleted:
+// its reference changed (portable annotations are mutable) and it joins
+// another gang, where it may still reserve. Otherwise as DeletePod.
+func (x *Index) LeavePod(key Key, uid types.UID, minCount int, now time.Time) Effects {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.removeLocked(key, uid, minCount, now)
+}
+
+func (x *Index) removeLocked(key Key, uid types.UID, minCount int, now time.Time) Effects {
 	g, ok := x.gangs[key]
 	if !ok {
 		return Effects{}
@@ -194,9 +207,9 @@ const (
 // Permit decides for a reserved member: admit the attempt when its live
 // reservations and bound members reach minCount, let a member of an attempt
 // already admitted (or a running gang) go, wait, or reject a member whose
-// reservation a rollback rejected or whose gang backs off. still reports
-// whether a reserved member waits at Permit (see tryAdmit).
-func (x *Index) Permit(key Key, uid types.UID, minCount int, still func(types.UID) bool, now time.Time) (Effects, Verdict) {
+// reservation a rollback rejected or whose gang backs off. w is the
+// plugin's freshest view of the members (see tryAdmit).
+func (x *Index) Permit(key Key, uid types.UID, minCount int, w Witness, now time.Time) (Effects, Verdict) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	g, found := x.gangs[key]
@@ -218,7 +231,7 @@ func (x *Index) Permit(key Key, uid types.UID, minCount int, still func(types.UI
 		g.afterChange(&e, now)
 		return e, VerdictReject
 	}
-	g.tryAdmit(&e, uid, still, x.cfg.Backoff, now)
+	g.tryAdmit(&e, uid, w, x.cfg.Backoff, now)
 	g.afterChange(&e, now)
 	switch {
 	case e.RolledBack:

@@ -230,26 +230,57 @@ func (g *gang) afterChange(e *Effects, now time.Time) {
 		if g.counts.Bound >= g.minCount && !g.complete {
 			g.complete, e.Completed, e.Took = true, true, sinceOrZero(now, g.firstSeen)
 		}
+		if g.admitted && g.running() {
+			// The admitted attempt is done: its members run. Members that come
+			// later join a running gang, or, once it has fewer than minCount
+			// live members bound (they terminate, they are replaced), a new
+			// attempt that needs its own quorum.
+			g.admitted, g.attemptStart = false, time.Time{}
+			g.attempt++
+		}
 	}
 	e.Counts, e.Phase, e.Attempt = g.counts, g.phase(now), g.attempt
 }
 
+// Witness is the plugin's freshest view of the members, asked only when an
+// attempt is about to be admitted (once per attempt). The index is fed by
+// an informer handler that can lag behind the scheduler's queue.
+type Witness interface {
+	// Waiting reports whether a reserved member still waits at Permit. One
+	// the framework rejected behind the plugin's back (its Permit timer, a
+	// preemption) has left Permit and not yet run its Unreserve.
+	Waiting(uid types.UID) bool
+	// Live reports whether a bound member still exists and is neither
+	// terminating nor finished, as the informer's store has it now.
+	Live(pod *v1.Pod) bool
+}
+
 // tryAdmit admits the current attempt when its live reservations and bound
-// members reach minCount. still reports whether a reserved member other
-// than self still waits at Permit: one the framework rejected behind the
-// plugin's back (a Permit timeout, a preemption) has left Permit but not yet
-// run its Unreserve, and must not be counted. When such a member is found
-// the attempt fails instead.
-func (g *gang) tryAdmit(e *Effects, self types.UID, still func(types.UID) bool, backoff time.Duration, now time.Time) {
+// members reach minCount. Before it does, it asks the witness about each
+// member it counts: a bound member that is gone by now is marked gone (the
+// informer will say so too, later), and when fewer than minCount remain the
+// attempt waits; a reserved member no longer waiting at Permit fails the
+// attempt, with backoff.
+func (g *gang) tryAdmit(e *Effects, self types.UID, w Witness, backoff time.Duration, now time.Time) {
 	if g.admitted || g.minCount == 0 || g.counts.Placed() < g.minCount {
 		return
+	}
+	if w != nil {
+		for _, m := range g.members {
+			if m.state == memberBound && m.live() && !w.Live(m.pod) {
+				g.setState(m, memberGone)
+			}
+		}
+		if g.counts.Placed() < g.minCount {
+			return
+		}
 	}
 	var allow []types.UID
 	for uid, m := range g.members {
 		if m.state != memberReserved || !m.counted || uid == self {
 			continue
 		}
-		if still != nil && !still(uid) {
+		if w != nil && !w.Waiting(uid) {
 			g.fail(e, OutcomeMemberRejected, backoff, self, now)
 			return
 		}

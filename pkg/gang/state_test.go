@@ -19,11 +19,18 @@ type machine struct {
 	x       *Index
 	now     time.Time
 	waiting map[types.UID]bool
+	// gone are members the informer's store has as gone before the index
+	// heard of it.
+	gone map[types.UID]bool
 }
 
 const testMinCount = 3
 
-func (m *machine) still(uid types.UID) bool { return m.waiting[uid] }
+// The machine is the witness: members it says wait at Permit, and every
+// bound member except those in its gone set.
+func (m *machine) Waiting(uid types.UID) bool { return m.waiting[uid] }
+
+func (m *machine) Live(pod *v1.Pod) bool { return !m.gone[pod.UID] }
 
 // step is one call into the index and what it must decide.
 type step struct {
@@ -45,7 +52,7 @@ type step struct {
 
 func observe(name, node string) func(*machine) (Effects, bool) {
 	return func(m *machine) (Effects, bool) {
-		return m.x.ObservePod(keyA, pod(name, node), false, testMinCount, m.still, m.now), true
+		return m.x.ObservePod(keyA, pod(name, node), false, testMinCount, m, m.now), true
 	}
 }
 
@@ -53,7 +60,7 @@ func terminating(name, node string) func(*machine) (Effects, bool) {
 	return func(m *machine) (Effects, bool) {
 		p := pod(name, node)
 		p.DeletionTimestamp = &metav1.Time{Time: m.now}
-		return m.x.ObservePod(keyA, p, false, testMinCount, m.still, m.now), true
+		return m.x.ObservePod(keyA, p, false, testMinCount, m, m.now), true
 	}
 }
 
@@ -73,7 +80,7 @@ func reserve(name string) func(*machine) (Effects, bool) {
 // permit runs Permit; a member told to wait is then waiting at Permit.
 func permit(name string) func(*machine) (Effects, bool) {
 	return func(m *machine) (Effects, bool) {
-		e, v := m.x.Permit(keyA, types.UID(name), testMinCount, m.still, m.now)
+		e, v := m.x.Permit(keyA, types.UID(name), testMinCount, m, m.now)
 		if v == VerdictWait {
 			m.waiting[types.UID(name)] = true
 		}
@@ -90,6 +97,15 @@ func permit(name string) func(*machine) (Effects, bool) {
 func leaves(name string) func(*machine) (Effects, bool) {
 	return func(m *machine) (Effects, bool) {
 		delete(m.waiting, types.UID(name))
+		return Effects{}, true
+	}
+}
+
+// goneFirst is the informer's store having a bound member as terminating
+// before the plugin's handler delivered it to the index.
+func goneFirst(name string) func(*machine) (Effects, bool) {
+	return func(m *machine) (Effects, bool) {
+		m.gone[types.UID(name)] = true
 		return Effects{}, true
 	}
 }
@@ -186,6 +202,38 @@ func TestStateMachine(t *testing.T) {
 			step{name: "a terminating", do: terminating("a", "n1"), ok: true, want: Counts{Present: 2}, phase: PhaseAssembling},
 			step{name: "replacement a2", do: observe("a2", ""), ok: true, want: Counts{Present: 3}, phase: PhaseQueued, activate: true},
 		)},
+		{name: "race 2: a bound member the index still counts but the store has as terminating is not counted at admission", steps: with(assembled,
+			step{name: "a bound", do: observe("a", "n1"), ok: true, want: Counts{Present: 3, Bound: 1}, phase: PhaseQueued},
+			step{name: "a terminating, index not told yet", do: goneFirst("a"), ok: true, want: Counts{}},
+			step{name: "reserve b", do: reserve("b"), ok: true, want: Counts{Present: 3, Reserved: 1, Bound: 1}, phase: PhaseAttempting},
+			step{name: "permit b", do: permit("b"), ok: true, want: Counts{Present: 3, Reserved: 1, Bound: 1}, phase: PhaseAttempting},
+			step{name: "reserve c", do: reserve("c"), ok: true, want: Counts{Present: 3, Reserved: 2, Bound: 1}, phase: PhaseAttempting},
+			step{name: "permit c waits: a does not count", do: permit("c"), ok: true, want: Counts{Present: 2, Reserved: 2}, phase: PhaseAttempting},
+		)},
+		{name: "race 2: replacements of a gang that ran need a quorum of their own", steps: with(twoWaiting,
+			step{name: "reserve c", do: reserve("c"), ok: true, want: Counts{Present: 3, Reserved: 3}, phase: PhaseAttempting},
+			step{name: "permit c", do: permit("c"), ok: true, want: Counts{Present: 3, Reserved: 3}, phase: PhaseAdmitted, admitted: true, allow: []string{"a", "b"}},
+			step{name: "a bound", do: observe("a", "n1"), ok: true, want: Counts{Present: 3, Reserved: 2, Bound: 1}, phase: PhaseAdmitted},
+			step{name: "b bound", do: observe("b", "n2"), ok: true, want: Counts{Present: 3, Reserved: 1, Bound: 2}, phase: PhaseAdmitted},
+			step{name: "c bound", do: observe("c", "n3"), ok: true, want: Counts{Present: 3, Bound: 3}, phase: PhaseRunning, completed: true},
+			step{name: "a terminating", do: terminating("a", "n1"), ok: true, want: Counts{Present: 2, Bound: 2}, phase: PhaseAssembling},
+			step{name: "b terminating", do: terminating("b", "n2"), ok: true, want: Counts{Present: 1, Bound: 1}, phase: PhaseAssembling},
+			step{name: "c terminating", do: terminating("c", "n3"), ok: true, want: Counts{}, phase: PhaseAssembling},
+			step{name: "x", do: observe("x", ""), ok: true, want: Counts{Present: 1}, phase: PhaseAssembling},
+			step{name: "y", do: observe("y", ""), ok: true, want: Counts{Present: 2}, phase: PhaseAssembling},
+			step{name: "z", do: observe("z", ""), ok: true, want: Counts{Present: 3}, phase: PhaseQueued, activate: true},
+			step{name: "reserve x", do: reserve("x"), ok: true, want: Counts{Present: 3, Reserved: 1}, phase: PhaseAttempting},
+			step{name: "permit x waits for its own gang", do: permit("x"), ok: true, want: Counts{Present: 3, Reserved: 1}, phase: PhaseAttempting},
+		)},
+		{name: "a replacement of one member of a running gang joins the members still bound", steps: with(assembled,
+			step{name: "a bound", do: observe("a", "n1"), ok: true, want: Counts{Present: 3, Bound: 1}, phase: PhaseQueued},
+			step{name: "b bound", do: observe("b", "n2"), ok: true, want: Counts{Present: 3, Bound: 2}, phase: PhaseQueued},
+			step{name: "c bound", do: observe("c", "n3"), ok: true, want: Counts{Present: 3, Bound: 3}, phase: PhaseRunning, completed: true},
+			step{name: "c terminating", do: terminating("c", "n3"), ok: true, want: Counts{Present: 2, Bound: 2}, phase: PhaseAssembling},
+			step{name: "c2", do: observe("c2", ""), ok: true, want: Counts{Present: 3, Bound: 2}, phase: PhaseQueued, activate: true},
+			step{name: "reserve c2", do: reserve("c2"), ok: true, want: Counts{Present: 3, Reserved: 1, Bound: 2}, phase: PhaseAttempting},
+			step{name: "permit c2", do: permit("c2"), ok: true, want: Counts{Present: 3, Reserved: 1, Bound: 2}, phase: PhaseAdmitted, admitted: true},
+		)},
 		{name: "race 2: a reserved member that starts terminating fails the attempt", steps: with(twoWaiting,
 			step{name: "a terminating", do: terminating("a", ""), ok: true, want: Counts{Present: 2}, phase: PhaseBackingOff,
 				rolledBack: OutcomeMemberDeleted, reject: []string{"b"}, backoff: backoff},
@@ -230,7 +278,7 @@ func TestStateMachine(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m := &machine{t: t, x: NewIndex(Config{Backoff: backoff}), now: time.Unix(1_000_000, 0), waiting: map[types.UID]bool{}}
+			m := &machine{t: t, x: NewIndex(Config{Backoff: backoff}), now: time.Unix(1_000_000, 0), waiting: map[types.UID]bool{}, gone: map[types.UID]bool{}}
 			for i, s := range tc.steps {
 				e, ok := s.do(m)
 				where := fmt.Sprintf("step %d (%s)", i, s.name)

@@ -34,11 +34,12 @@ func (pl *WorkloadCoscheduling) carryOut(ctx context.Context, key gang.Key, e ga
 		}
 		pl.tellWorkload(key, v1.EventTypeWarning, ReasonGangRolledBack, msg)
 		logger.V(2).Info("Gang attempt failed, rolled back", "gang", key, "outcome", e.Outcome, "rejectedWaiting", rejected, "backoff", e.Backoff, "reason", why)
+		// Without a gang backoff (members are bound: they must be followed
+		// soon) the members come back through the framework's own per-pod
+		// backoff, which keeps a fault that repeats (a binding refused
+		// again and again) from spinning.
 		if e.Backoff > 0 {
 			time.AfterFunc(e.Backoff, func() { pl.activate(logger, key, "backoff over") })
-		} else {
-			// Bindings cannot be undone: the members go again at once.
-			pl.activate(logger, key, "attempt failed after members were bound")
 		}
 	}
 	if e.Admitted {
@@ -116,7 +117,7 @@ func (pl *WorkloadCoscheduling) armDeadline(logger klog.Logger, key gang.Key, at
 		e := pl.index.Fail(key, attempt, gang.OutcomePermitTimeout, pl.now())
 		if e.RolledBack {
 			pl.carryOut(klog.NewContext(context.Background(), logger), key, e,
-				fmt.Sprintf("gang %s rejected: its quorum was not reserved within %v", key, timeout))
+				fmt.Sprintf("gang %s rejected: timeout: fewer than minCount members were reserved within %v", key, timeout))
 		}
 	})
 }

@@ -120,10 +120,13 @@ func TestFlowTerminatingMembersDoNotCount(t *testing.T) {
 	f := newFlow(t)
 	f.workload("job", 3)
 	old := pods(gangPod("o1", "job", ""), gangPod("o2", "job", ""), gangPod("o3", "job", ""))
-	for _, p := range old {
-		p.Spec.NodeName = "node-" + p.Name
-		f.add(p)
-	}
+	f.add(old...)
+	// The old gang is admitted and runs.
+	f.cycle(old[0], "n1")
+	f.cycle(old[1], "n2")
+	f.wantCode("o3 admits the old gang", f.cycle(old[2], "n3"), fwk.Success)
+	old[2] = f.finish(old[2], false)
+	old[0], old[1] = f.finish(old[0], false), f.finish(old[1], false)
 	if c := f.counts(old[0]); c.Bound != 3 {
 		t.Fatalf("counts of the running gang: %+v", c)
 	}
@@ -168,13 +171,13 @@ func TestFlowDeletedDuringItsCycle(t *testing.T) {
 // its old one.
 func TestFlowPortablePodMoves(t *testing.T) {
 	f := newFlow(t)
-	portable := func(group string) *v1.Pod {
+	portable := func(workload string) *v1.Pod {
 		p := gangPod("p", "", "").Obj()
 		p.Spec.WorkloadRef = nil
-		p.Annotations = map[string]string{gang.WorkloadAnnotation: "job", gang.PodGroupAnnotation: group}
+		p.Annotations = map[string]string{gang.WorkloadAnnotation: workload, gang.PodGroupAnnotation: "workers"}
 		return p
 	}
-	before, after := portable("workers"), portable("ps")
+	before, after := portable("job"), portable("job2")
 	f.add(before)
 	f.update(before, after)
 	if c := f.counts(before); c.Present != 0 {
@@ -182,6 +185,11 @@ func TestFlowPortablePodMoves(t *testing.T) {
 	}
 	if c := f.counts(after); c.Present != 1 {
 		t.Fatalf("the new gang does not count the pod: %+v", c)
+	}
+	// The pod was not deleted: it may reserve in its new gang.
+	f.portableWorkload("job2", 2)
+	if s := f.fh.RunReservePluginsReserve(f.ctx, framework.NewCycleState(), after, "n1"); !s.IsSuccess() {
+		t.Fatalf("Reserve in the new gang: %v", s)
 	}
 }
 

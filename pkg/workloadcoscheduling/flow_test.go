@@ -26,6 +26,7 @@ import (
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
 
 	"github.com/workload-coscheduling/workload-coscheduling/apis/config"
+	wcsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/scheduling/v1alpha1"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
 )
 
@@ -155,6 +156,16 @@ func (f *flow) workload(name string, minCount int32) {
 		f.t.Fatal(err)
 	}
 	f.pl.workloadAdded(f.logger, w)
+}
+
+// portableWorkload records a portable Workload with one gang podGroup
+// "workers", as its informer would deliver it.
+func (f *flow) portableWorkload(name string, minCount int32) {
+	w := &wcsv1alpha1.Workload{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Spec: wcsv1alpha1.WorkloadSpec{
+		PodGroups: []wcsv1alpha1.PodGroup{{Name: "workers", Policy: wcsv1alpha1.PodGroupPolicy{Gang: &wcsv1alpha1.GangSchedulingPolicy{MinCount: minCount}}}}}}
+	f.pl.resolver.ServePortable(nil)
+	f.pl.resolver.SetPortableWorkload(w)
+	f.pl.workloadArrived(f.logger, w, true)
 }
 
 // gangPod is a pod of gang workload/workers[replica] for our scheduler.

@@ -96,7 +96,7 @@ func (pl *WorkloadCoscheduling) podObserved(logger klog.Logger, pod *v1.Pod, cre
 	if !ok {
 		return
 	}
-	e := pl.index.ObservePod(m.key, pod, createdBound, m.minCount(), pl.stillWaiting, pl.now())
+	e := pl.index.ObservePod(m.key, pod, createdBound, m.minCount(), pl.witness, pl.now())
 	why := ""
 	if e.RolledBack {
 		why = fmt.Sprintf("gang %s rejected: member %s is terminating while it held a reservation", m.key, pod.Name)
@@ -109,7 +109,13 @@ func (pl *WorkloadCoscheduling) podObserved(logger klog.Logger, pod *v1.Pod, cre
 func (pl *WorkloadCoscheduling) podUpdated(logger klog.Logger, old, pod *v1.Pod) {
 	if oldKey, ok := gang.KeyOf(old); ok {
 		if newKey, _ := gang.KeyOf(pod); newKey != oldKey {
-			pl.podDeleted(logger, old)
+			m, _ := pl.membershipOf(old)
+			e := pl.index.LeavePod(oldKey, old.UID, m.minCount(), pl.now())
+			why := ""
+			if e.RolledBack {
+				why = fmt.Sprintf("gang %s rejected: member %s moved to gang %s while it held a reservation", oldKey, pod.Name, newKey)
+			}
+			pl.carryOut(klog.NewContext(context.Background(), logger), oldKey, e, why)
 		}
 	}
 	pl.podObserved(logger, pod, false)

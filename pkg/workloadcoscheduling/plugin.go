@@ -58,9 +58,9 @@ type WorkloadCoscheduling struct {
 	// be wrong, so none is reported: see tellWaiting.
 	handlers []cache.ResourceEventHandlerRegistration
 	startup  startupReports
-	// stillWaiting reports whether a pod waits at Permit; built once so
-	// the hot path does not allocate a closure.
-	stillWaiting func(types.UID) bool
+	// witness is the freshest view of the members the state machine asks
+	// before it admits an attempt (see gang.Witness).
+	witness *witness
 	// now is the clock; tests of the pure logic may replace it.
 	now func() time.Time
 }
@@ -106,7 +106,7 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 		workloadsServed: served,
 		now:             time.Now,
 	}
-	pl.stillWaiting = func(uid types.UID) bool { return pl.sched.GetWaitingPod(uid) != nil }
+	pl.witness = &witness{pl: pl}
 	podInformer := handle.SharedInformerFactory().Core().V1().Pods().Informer()
 	// Every profile that enables the plugin shares the scheduler's pod
 	// informer: the index of pods by gang is added once.
@@ -161,6 +161,27 @@ func argsFrom(obj runtime.Object) (*config.WorkloadCoschedulingArgs, error) {
 
 // Name returns the plugin's name.
 func (pl *WorkloadCoscheduling) Name() string { return Name }
+
+// witness answers the state machine from the framework's waiting pods and
+// the pod informer's store, which is written before any handler runs and so
+// is ahead of the index.
+type witness struct{ pl *WorkloadCoscheduling }
+
+var _ gang.Witness = &witness{}
+
+func (w *witness) Waiting(uid types.UID) bool { return w.pl.sched.GetWaitingPod(uid) != nil }
+
+func (w *witness) Live(pod *v1.Pod) bool {
+	if w.pl.pods == nil {
+		return true
+	}
+	obj, exists, err := w.pl.pods.GetByKey(pod.Namespace + "/" + pod.Name)
+	if err != nil || !exists {
+		return err != nil // an error tells nothing: keep the member
+	}
+	current, ok := obj.(*v1.Pod)
+	return ok && current.UID == pod.UID && !gang.Gone(current)
+}
 
 // membership is a pod's place in a gang, resolved once per callback.
 type membership struct {
@@ -346,7 +367,7 @@ func (pl *WorkloadCoscheduling) Permit(ctx context.Context, _ fwk.CycleState, po
 	if !m.isGang() {
 		return nil, 0
 	}
-	e, verdict := pl.index.Permit(m.key, pod.UID, m.minCount(), pl.stillWaiting, pl.now())
+	e, verdict := pl.index.Permit(m.key, pod.UID, m.minCount(), pl.witness, pl.now())
 	switch verdict {
 	case gang.VerdictWait:
 		if loggerV := klog.FromContext(ctx).V(4); loggerV.Enabled() {

@@ -275,6 +275,10 @@ type podSpec struct {
 	// portable references the Workload by annotations whatever the
 	// cluster's mode; both sets spec.workloadRef and the annotations.
 	portable, both bool
+	// gated: a scheduling gate that nothing lifts keeps the pod out of
+	// every scheduling cycle. It is still a live member of its gang (our
+	// schedulerName), one that never reserves: its gang waits at Permit.
+	gated bool
 }
 
 var metav1ListAll = metav1.ListOptions{}
@@ -312,6 +316,9 @@ func (c *cluster) podObject(ns string, p podSpec) *v1.Pod {
 				Resources: v1.ResourceRequirements{Requests: v1.ResourceList{v1.ResourceCPU: resource.MustParse(cpu)}},
 			}},
 		},
+	}
+	if p.gated {
+		pod.Spec.SchedulingGates = []v1.PodSchedulingGate{{Name: "test.workload-coscheduling.io/never"}}
 	}
 	if p.workload == "" {
 		return pod

@@ -113,10 +113,10 @@ var lifecycleCases = []clusterCase{
 		c.addNodes(t, ns, 2, "1")
 		c.createWorkloadAnnotated(t, ns, "job", map[string]string{workloadref.PermitWaitingTimeAnnotation: "2"},
 			podGroup{name: "workers", minCount: 2})
-		// The second member is another scheduler's and never comes: the
+		// The second member is gated and never reserves: the
 		// first waits at Permit for the Workload's 2s, not the default 60s.
 		c.createPod(t, ns, podSpec{name: "w-0", workload: "job", podGroup: "workers"})
-		c.createPod(t, ns, podSpec{name: "w-1", workload: "job", podGroup: "workers", scheduler: "nobody"})
+		c.createPod(t, ns, podSpec{name: "w-1", workload: "job", podGroup: "workers", gated: true})
 		note := c.waitEvent(t, ns, "w-0", "FailedScheduling", "timeout")
 		t.Logf("event: %s", note)
 

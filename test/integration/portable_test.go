@@ -1,9 +1,16 @@
 package integration
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
 )
 
 // TestPortableMode is the spec on an API server without the alpha Workload
@@ -29,6 +36,23 @@ func TestPortableMode(t *testing.T) {
 		note := c.waitEvent(t, ns, "w-0", "InvalidWorkloadReference", `pod-group="Workers_1"`)
 		t.Logf("event: %s", note)
 		c.stayUnbound(t, ns, 2*time.Second, "w-0")
+	})
+	t.Run("a pod whose annotations move it to another gang leaves its old one", func(t *testing.T) {
+		ns := c.namespace(t)
+		c.addNodes(t, ns, 2, "1")
+		c.createWorkload(t, ns, "a", podGroup{name: "workers", minCount: 2})
+		c.createWorkload(t, ns, "b", podGroup{name: "workers", minCount: 2})
+		c.createPod(t, ns, podSpec{name: "mover", workload: "a", podGroup: "workers"})
+		c.createPod(t, ns, podSpec{name: "b-0", workload: "b", podGroup: "workers"})
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"b"}}}`, gang.WorkloadAnnotation)
+		if _, err := c.client.CoreV1().Pods(ns).Patch(context.Background(), "mover", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// b has its two members; a has none left, and its new member waits.
+		c.waitBound(t, ns, 30*time.Second, "mover", "b-0")
+		c.createPod(t, ns, podSpec{name: "a-0", workload: "a", podGroup: "workers"})
+		c.waitEvent(t, ns, "a-0", "WaitingForGangMembers", "1/2 present")
+		c.stayUnbound(t, ns, 2*time.Second, "a-0")
 	})
 }
 

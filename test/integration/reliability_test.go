@@ -343,10 +343,10 @@ func testKillAndRestart(t *testing.T, c *cluster) {
 	inv := c.watchInvariants(t, ns)
 	first := c.startSchedulerProcess(t, "reliability-restart")
 	c.createWorkload(t, ns, "job", podGroup{name: "workers", minCount: 2})
-	// Gang a: its second member belongs to no scheduler, so a-0 reserves a
+	// Gang a: its second member never leaves its scheduling gate, so a-0 reserves a
 	// node and waits at Permit. Gang b fits and binds.
 	c.createPod(t, ns, podSpec{name: "a-0", workload: "job", podGroup: "workers", replicaKey: "a"})
-	c.createPod(t, ns, podSpec{name: "a-1", workload: "job", podGroup: "workers", replicaKey: "a", scheduler: "nobody"})
+	c.createPod(t, ns, podSpec{name: "a-1", workload: "job", podGroup: "workers", replicaKey: "a", gated: true})
 	c.createGang(t, ns, "job", "workers", "b", "b", 2, "1")
 	c.waitBound(t, ns, 30*time.Second, "b-0", "b-1")
 	waitingAtPermit(t, first)
@@ -405,7 +405,7 @@ func testWorkloadDeletedDuringAdmission(t *testing.T, c *cluster) {
 	p := c.startSchedulerProcess(t, "reliability-workload")
 	c.createWorkload(t, ns, "job", podGroup{name: "workers", minCount: 2})
 	c.createPod(t, ns, podSpec{name: "w-0", workload: "job", podGroup: "workers"})
-	c.createPod(t, ns, podSpec{name: "w-1", workload: "job", podGroup: "workers", scheduler: "nobody"})
+	c.createPod(t, ns, podSpec{name: "w-1", workload: "job", podGroup: "workers", gated: true})
 	waitingAtPermit(t, p)
 	c.deleteWorkload(t, ns, "job")
 	// The waiting member is rejected at once, its node released.
@@ -428,7 +428,7 @@ func testNodeDeletedAfterReserve(t *testing.T, c *cluster) {
 	p := c.startSchedulerProcess(t, "reliability-node")
 	c.createWorkload(t, ns, "job", podGroup{name: "workers", minCount: 2})
 	c.createPod(t, ns, podSpec{name: "w-0", workload: "job", podGroup: "workers"})
-	c.createPod(t, ns, podSpec{name: "w-1", workload: "job", podGroup: "workers", scheduler: "nobody"})
+	c.createPod(t, ns, podSpec{name: "w-1", workload: "job", podGroup: "workers", gated: true})
 	waitingAtPermit(t, p)
 	// Every node goes, the one w-0 reserved with them (the gang must not bind
 	// to it), and two new ones come.
@@ -478,6 +478,14 @@ func testBindFailure(t *testing.T, c *cluster) {
 	c.createWorkload(t, ns, "job", podGroup{name: "workers", minCount: 2})
 	c.createGang(t, ns, "job", "workers", "", "w", 2, "1")
 	waitMetricOf(t, p, `workload_coscheduling_gang_attempts_total{result="bind_failure"}`, 1)
+	// The member whose binding failed goes again without the gang's 10s
+	// backoff: only the framework's per-pod backoff (1s after a first
+	// failure) stands before its next binding, refused again here.
+	start := time.Now()
+	waitMetricOf(t, p, `workload_coscheduling_gang_attempts_total{result="bind_failure"}`, 2)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("the member whose binding failed was tried again after %v; the gang backed off", took)
+	}
 	// One member is bound, the other failed to bind and cannot: the node goes,
 	// as a node that failed, and another comes. The gang completes without
 	// waiting out a backoff.
@@ -702,9 +710,9 @@ func TestAPIServerRestart(t *testing.T) {
 	c.createWorkload(t, ns, "job", podGroup{name: "workers", minCount: 2})
 	c.createGang(t, ns, "job", "workers", "a", "a", 2, "1")
 	c.waitBound(t, ns, 30*time.Second, "a-0", "a-1")
-	// Gang b waits at Permit for a member of no scheduler when the server goes.
+	// Gang b waits at Permit for a gated member when the server goes.
 	c.createPod(t, ns, podSpec{name: "b-0", workload: "job", podGroup: "workers", replicaKey: "b"})
-	c.createPod(t, ns, podSpec{name: "b-1", workload: "job", podGroup: "workers", replicaKey: "b", scheduler: "nobody"})
+	c.createPod(t, ns, podSpec{name: "b-1", workload: "job", podGroup: "workers", replicaKey: "b", gated: true})
 	waitingAtPermit(t, p)
 
 	restart()
