@@ -7,6 +7,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 )
 
 // clock holds the times a gang is ordered and held back by. They are read on
@@ -18,6 +19,9 @@ type clock struct {
 	// backoffUntil is when the gang may be tried again after a failed
 	// attempt, in Unix nanoseconds; zero when it is not backing off.
 	backoffUntil atomic.Int64
+	// priority is the highest priority of the gang's live members: the
+	// gang's priority in the queue.
+	priority atomic.Int32
 }
 
 // Config is how the index judges gangs.
@@ -54,6 +58,13 @@ type Index struct {
 	// tombstones lists them oldest first, for pruning.
 	deleted    map[types.UID]struct{}
 	tombstones []tombstone
+	// victimOf maps each pod a preemption evicted to the gang it made room
+	// for, until the pod is gone.
+	victimOf map[types.UID]Key
+	// waiters are the gangs whose last attempt failed and that back off,
+	// true once a change of capacity lifted their backoff (see
+	// WakeOnCapacity).
+	waiters map[Key]bool
 	// clocks maps each Key in gangs to its *clock. It is written under mu
 	// and read without it.
 	clocks sync.Map
@@ -66,6 +77,18 @@ func NewIndex(cfg Config) *Index {
 		gangs:      map[Key]*gang{},
 		byWorkload: map[WorkloadKey]map[Key]struct{}{},
 		deleted:    map[types.UID]struct{}{},
+		waiters:    map[Key]bool{},
+		victimOf:   map[types.UID]Key{},
+	}
+}
+
+// track keeps the waiters in step with a transition's effects.
+func (x *Index) track(key Key, e *Effects) {
+	switch {
+	case e.RolledBack && e.Backoff > 0:
+		x.waiters[key] = false
+	case e.StartedAttempt || e.Admitted:
+		delete(x.waiters, key)
 	}
 }
 
@@ -94,6 +117,7 @@ func (x *Index) ObservePod(key Key, pod *v1.Pod, createdBound bool, minCount int
 	m, known := g.members[pod.UID]
 	if !known {
 		m = &member{pod: pod, counted: x.Counted(pod) && !createdBound}
+		m.setPod(pod)
 		g.members[pod.UID] = m
 		g.count(m, +1)
 	}
@@ -113,6 +137,7 @@ func (x *Index) ObservePod(key Key, pod *v1.Pod, createdBound bool, minCount int
 		}
 	}
 	g.afterChange(&e, now)
+	x.track(key, &e)
 	return e
 }
 
@@ -151,6 +176,7 @@ func (x *Index) removeLocked(key Key, uid types.UID, minCount int, now time.Time
 		}
 	}
 	g.afterChange(&e, now)
+	x.track(key, &e)
 	if len(g.members) == 0 {
 		x.dropLocked(key)
 	}
@@ -176,6 +202,7 @@ func (x *Index) Reserve(key Key, pod *v1.Pod, node string, minCount int, now tim
 	m, known := g.members[pod.UID]
 	if !known {
 		m = &member{pod: pod, counted: x.Counted(pod)}
+		m.setPod(pod)
 		g.members[pod.UID] = m
 		g.count(m, +1)
 	}
@@ -187,6 +214,7 @@ func (x *Index) Reserve(key Key, pod *v1.Pod, node string, minCount int, now tim
 		}
 	}
 	g.afterChange(&e, now)
+	x.track(key, &e)
 	return e, true
 }
 
@@ -233,6 +261,7 @@ func (x *Index) Permit(key Key, uid types.UID, minCount int, w Witness, now time
 	}
 	g.tryAdmit(&e, uid, w, x.cfg.Backoff, now)
 	g.afterChange(&e, now)
+	x.track(key, &e)
 	switch {
 	case e.RolledBack:
 		return e, VerdictReject
@@ -271,6 +300,7 @@ func (x *Index) Unreserve(key Key, uid types.UID, minCount int, permitOutcome Ou
 		g.fail(&e, outcome, x.cfg.Backoff, uid, now)
 	}
 	g.afterChange(&e, now)
+	x.track(key, &e)
 	return e
 }
 
@@ -291,7 +321,109 @@ func (x *Index) Fail(key Key, attempt uint64, outcome Outcome, now time.Time) Ef
 	var e Effects
 	g.fail(&e, outcome, x.cfg.Backoff, "", now)
 	g.afterChange(&e, now)
+	x.track(key, &e)
 	return e
+}
+
+// WakeOnCapacity reports whether more capacity (a bound pod deleted, a node
+// added) can let the gang try now, and lifts the gang's backoff when that is
+// what holds it: backoff stops spinning on an unchanged cluster, not a change
+// that can make a higher-priority gang fit. So among the gangs that back off,
+// only those of the highest priority are woken, each once per failed
+// attempt; the others wait for their backoff's end, or for capacity once the
+// higher ones have tried. A gang that assembles or has an attempt under way
+// is not woken by capacity.
+func (x *Index) WakeOnCapacity(key Key, now time.Time) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	g, ok := x.gangs[key]
+	if !ok {
+		return true
+	}
+	switch g.phase(now) {
+	case PhaseAssembling, PhaseAttempting:
+		return false
+	case PhaseBackingOff:
+	default:
+		return true
+	}
+	lifted, waiting := x.waiters[key]
+	if !waiting || lifted {
+		return false
+	}
+	if g.clock.priority.Load() < x.topLocked(now) {
+		return false
+	}
+	g.clock.backoffUntil.Store(0)
+	x.waiters[key] = true
+	return true
+}
+
+// topLocked returns the highest priority among the waiters, forgetting those
+// whose backoff ended on its own (their timer wakes them). Few gangs back off
+// at once; it is asked only for a gang that does.
+func (x *Index) topLocked(now time.Time) int32 {
+	first, top := true, int32(0)
+	for key, lifted := range x.waiters {
+		g := x.gangs[key]
+		if g == nil || (!lifted && g.clock.backoffUntil.Load() <= now.UnixNano()) {
+			delete(x.waiters, key)
+			continue
+		}
+		if p := g.clock.priority.Load(); first || p > top {
+			first, top = false, p
+		}
+	}
+	return top
+}
+
+// Preempted records that the gang's attempt evicted victims to make room
+// for its members: the attempt ends (its waiting members are rejected, with
+// no backoff), and the gang waits for the victims to go, at most wait,
+// evicting nothing more meanwhile. Its members hold nominations for the
+// freed nodes; when a later attempt fails, Effects.Nominated says to clear
+// them.
+func (x *Index) Preempted(key Key, attempt uint64, victims []types.UID, wait time.Duration, now time.Time) Effects {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	g, ok := x.gangs[key]
+	if !ok || g.attempt != attempt || g.admitted || g.running() {
+		return Effects{}
+	}
+	var e Effects
+	g.fail(&e, OutcomePreempting, 0, "", now)
+	g.victims = make(map[types.UID]struct{}, len(victims))
+	for _, uid := range victims {
+		g.victims[uid] = struct{}{}
+		x.victimOf[uid] = key
+	}
+	g.victimsDeadline, g.nominated = now.Add(wait), true
+	g.afterChange(&e, now)
+	x.track(key, &e)
+	return e
+}
+
+// VictimGone records that a pod was deleted. When it was the last victim a
+// gang waited for, the gang is returned with Activate set.
+func (x *Index) VictimGone(uid types.UID, now time.Time) (Key, Effects) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	key, ok := x.victimOf[uid]
+	if !ok {
+		return Key{}, Effects{}
+	}
+	delete(x.victimOf, uid)
+	g, ok := x.gangs[key]
+	if !ok {
+		return key, Effects{}
+	}
+	delete(g.victims, uid)
+	var e Effects
+	g.afterChange(&e, now)
+	if len(g.victims) == 0 {
+		e.Activate = true
+	}
+	return key, e
 }
 
 // Release rejects the members waiting at Permit without failing the gang:
@@ -343,7 +475,8 @@ func (x *Index) buryLocked(uid types.UID, now time.Time) {
 func (x *Index) gangLocked(key Key, first *v1.Pod) *gang {
 	g, ok := x.gangs[key]
 	if !ok {
-		g = &gang{key: key, keyString: key.String(), members: map[types.UID]*member{}, clock: &clock{}}
+		g = &gang{key: key, keyString: key.String(), members: map[types.UID]*member{}, clock: &clock{}, priorities: map[int32]int{}}
+		g.clock.priority.Store(corev1helpers.PodPriority(first))
 		created := first.CreationTimestamp.Time
 		if created.IsZero() {
 			created = time.Now()
@@ -362,6 +495,12 @@ func (x *Index) gangLocked(key Key, first *v1.Pod) *gang {
 }
 
 func (x *Index) dropLocked(key Key) {
+	if g := x.gangs[key]; g != nil {
+		for uid := range g.victims {
+			delete(x.victimOf, uid)
+		}
+	}
+	delete(x.waiters, key)
 	delete(x.gangs, key)
 	x.clocks.Delete(key)
 	wk := key.WorkloadKey()

@@ -17,6 +17,9 @@ type Readiness struct {
 	BackoffLeft time.Duration
 	// Known reports whether the index has the asking pod already.
 	Known bool
+	// Victims is how many pods the gang's preemption evicted that have not
+	// gone yet (while it waits for them).
+	Victims int
 }
 
 // Ready reports, for a pod of the gang, how many live members the gang has
@@ -32,6 +35,9 @@ func (x *Index) Ready(key Key, pod *v1.Pod, now time.Time) Readiness {
 		_, r.Known = g.members[pod.UID]
 		if left := time.Duration(g.clock.backoffUntil.Load() - now.UnixNano()); left > 0 {
 			r.BackoffLeft = left
+		}
+		if now.Before(g.victimsDeadline) {
+			r.Victims = len(g.victims)
 		}
 	}
 	if !r.Known && x.Counted(pod) && !Gone(pod) {
@@ -106,6 +112,28 @@ func (x *Index) QueuedAt(key Key) (int64, bool) {
 	return 0, false
 }
 
+// Priority returns the gang's priority: the highest of its live members
+// (of its first member while it has none). It takes no lock and allocates
+// nothing.
+func (x *Index) Priority(key Key) (int32, bool) {
+	if c := x.clock(key); c != nil {
+		return c.priority.Load(), true
+	}
+	return 0, false
+}
+
+// PreemptionRights says what the gang may preempt: pods below the priority
+// of its lowest live member, and nothing when one of them has
+// preemptionPolicy Never.
+func (x *Index) PreemptionRights(key Key) (below int32, never bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if g, ok := x.gangs[key]; ok {
+		return g.lowestPriority(), g.neverPreempts > 0
+	}
+	return 0, false
+}
+
 func (x *Index) clock(key Key) *clock {
 	if c, ok := x.clocks.Load(key); ok {
 		return c.(*clock)
@@ -142,6 +170,32 @@ func (x *Index) GangsOf(workload WorkloadKey) []Key {
 		keys = append(keys, k)
 	}
 	return keys
+}
+
+// Members returns the gang's members that hold a node, whoever placed them
+// (bound, or reserved and waiting at Permit, shallow copies with the
+// reserved node as spec.nodeName), and the gang's current
+// attempt: what a preemption that takes the gang as a victim must evict or
+// reject.
+func (x *Index) Members(key Key) (bound []*v1.Pod, reserved []*v1.Pod, attempt uint64) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	g, ok := x.gangs[key]
+	if !ok {
+		return nil, nil, 0
+	}
+	for _, m := range g.members {
+		switch {
+		case m.state == memberBound:
+			bound = append(bound, m.pod)
+		case m.state == memberReserved:
+			// As the scheduler's cache has it: on the node it reserved.
+			onNode := *m.pod
+			onNode.Spec.NodeName = m.node
+			reserved = append(reserved, &onNode)
+		}
+	}
+	return bound, reserved, g.attempt
 }
 
 // Reservation is a gang's attempt holding a reservation of a node.

@@ -5,6 +5,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 )
 
 // Phase is where a gang stands in its current attempt. Every gang goes
@@ -33,9 +34,12 @@ const (
 	PhaseAdmitted
 	// PhaseRunning: minCount live members are bound.
 	PhaseRunning
+	// PhasePreempting: the gang evicted lower-priority pods to fit and waits
+	// for them to terminate; it evicts nothing more meanwhile.
+	PhasePreempting
 )
 
-var phaseNames = [...]string{"Assembling", "Queued", "BackingOff", "Attempting", "Admitted", "Running"}
+var phaseNames = [...]string{"Assembling", "Queued", "BackingOff", "Attempting", "Admitted", "Running", "Preempting"}
 
 func (p Phase) String() string {
 	if int(p) < len(phaseNames) {
@@ -71,6 +75,11 @@ const (
 	OutcomeMemberRejected Outcome = "member_rejected"
 	OutcomeMemberDeleted  Outcome = "member_deleted"
 	OutcomeNodeDeleted    Outcome = "node_deleted"
+	// OutcomePreempting: the attempt evicted lower-priority pods and ends;
+	// the next one starts when they are gone.
+	OutcomePreempting Outcome = "preempting"
+	// OutcomePreempted: the gang was a victim of a higher-priority gang.
+	OutcomePreempted Outcome = "preempted"
 )
 
 // Effects is what a transition asks the plugin to carry out. The zero value
@@ -107,6 +116,9 @@ type Effects struct {
 	// time since the gang's first member was created.
 	Completed bool
 	Took      time.Duration
+	// Nominated: the attempt that failed had nominated nodes for its
+	// members (a preemption); the plugin clears those nominations.
+	Nominated bool
 }
 
 type memberState uint8
@@ -137,6 +149,18 @@ type member struct {
 	node string
 	// reason is the last waiting reason reported for this member.
 	reason string
+	// priority and neverPreempts are the pod's, as the gang weighs them.
+	priority      int32
+	neverPreempts bool
+}
+
+// setPod records what the gang weighs of a member's pod. Priority and
+// preemptionPolicy are immutable, so this is done once, when the member is
+// first seen.
+func (m *member) setPod(pod *v1.Pod) {
+	m.pod = pod
+	m.priority = corev1helpers.PodPriority(pod)
+	m.neverPreempts = pod.Spec.PreemptionPolicy != nil && *pod.Spec.PreemptionPolicy == v1.PreemptNever
 }
 
 func (m *member) live() bool { return m.counted && m.state != memberGone }
@@ -172,6 +196,17 @@ type gang struct {
 	complete  bool
 	// reason is the last reason reported for the whole gang.
 	reason string
+	// priorities counts the live members by priority, and neverPreempts
+	// those whose preemptionPolicy is Never: one gang is one priority.
+	priorities    map[int32]int
+	neverPreempts int
+	// victims are the pods this gang's preemption evicted that have not
+	// gone yet; until they go (or victimsDeadline passes) the gang waits and
+	// evicts nothing more.
+	victims         map[types.UID]struct{}
+	victimsDeadline time.Time
+	// nominated is set while members hold nominations from a preemption.
+	nominated bool
 }
 
 func (g *gang) phase(now time.Time) Phase {
@@ -182,12 +217,36 @@ func (g *gang) phase(now time.Time) Phase {
 		return PhaseAdmitted
 	case g.counts.Reserved > 0:
 		return PhaseAttempting
+	case len(g.victims) > 0 && now.Before(g.victimsDeadline):
+		return PhasePreempting
 	case g.clock.backoffUntil.Load() > now.UnixNano():
 		return PhaseBackingOff
 	case g.minCount > 0 && g.counts.Present < g.minCount:
 		return PhaseAssembling
 	}
 	return PhaseQueued
+}
+
+// highestPriority and lowestPriority are over the live members; zero for a
+// gang without any.
+func (g *gang) highestPriority() int32 {
+	first, highest := true, int32(0)
+	for p := range g.priorities {
+		if first || p > highest {
+			first, highest = false, p
+		}
+	}
+	return highest
+}
+
+func (g *gang) lowestPriority() int32 {
+	first, lowest := true, int32(0)
+	for p := range g.priorities {
+		if first || p < lowest {
+			first, lowest = false, p
+		}
+	}
+	return lowest
 }
 
 func (g *gang) running() bool { return g.minCount > 0 && g.counts.Bound >= g.minCount }
@@ -206,6 +265,16 @@ func (g *gang) setState(m *member, s memberState) {
 func (g *gang) count(m *member, delta int) {
 	if !m.live() {
 		return
+	}
+	g.priorities[m.priority] += delta
+	if g.priorities[m.priority] <= 0 {
+		delete(g.priorities, m.priority)
+	}
+	if len(g.priorities) > 0 {
+		g.clock.priority.Store(g.highestPriority())
+	}
+	if m.neverPreempts {
+		g.neverPreempts += delta
 	}
 	g.counts.Present += delta
 	switch m.state {
@@ -311,6 +380,10 @@ func (g *gang) fail(e *Effects, outcome Outcome, backoff time.Duration, self typ
 	}
 	e.RolledBack, e.Outcome, e.Backoff = true, outcome, backoff
 	e.Waited = sinceOrZero(now, g.attemptStart)
+	if len(g.victims) == 0 && g.nominated {
+		// The attempt after the preemption failed: the nodes held for it go.
+		e.Nominated, g.nominated = true, false
+	}
 	g.attempt++
 	g.attemptStart, g.admitted = time.Time{}, false
 	g.clock.queued.Store(now.UnixNano())

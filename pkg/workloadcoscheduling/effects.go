@@ -41,6 +41,9 @@ func (pl *WorkloadCoscheduling) carryOut(ctx context.Context, key gang.Key, e ga
 		if e.Backoff > 0 {
 			time.AfterFunc(e.Backoff, func() { pl.activate(logger, key, "backoff over") })
 		}
+		if e.Nominated {
+			pl.clearNominations(ctx, key)
+		}
 	}
 	if e.Admitted {
 		gangAttempts.WithLabelValues(string(gang.OutcomeAdmitted)).Inc()

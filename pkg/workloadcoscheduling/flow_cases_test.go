@@ -262,3 +262,27 @@ func TestFlowOtherSchedulersMembersDoNotCount(t *testing.T) {
 	f.add(a, other)
 	f.wantCode("PreEnqueue with one member of ours", f.preEnqueue(a), fwk.UnschedulableAndUnresolvable)
 }
+
+// The queue brings the quorum's last member to Reserve before the plugin's
+// handler has seen it: the members gated before are woken all the same.
+func TestFlowQuorumCompletedAtReserve(t *testing.T) {
+	f := newFlow(t)
+	f.workload("job", 2)
+	a, b := gangPod("a", "job", "").Obj(), gangPod("b", "job", "").Obj()
+	f.add(a)
+	f.wantCode("a below quorum", f.preEnqueue(a), fwk.UnschedulableAndUnresolvable)
+	f.activator.take()
+	// b is in the informer's store, not yet delivered to the plugin.
+	if err := f.informers.Core().V1().Pods().Informer().GetStore().Add(b); err != nil {
+		t.Fatal(err)
+	}
+	f.wantCode("b passes PreEnqueue", f.preEnqueue(b), fwk.Success)
+	f.wantCode("b waits at Permit", f.cycle(b, "n1"), fwk.Wait)
+	if got := f.activator.take(); len(got) != 1 || got[0] != "ns/a" {
+		t.Fatalf("activated %v, want ns/a", got)
+	}
+	f.pl.podObserved(f.logger, b, false) // the handler catches up
+	if got := f.activator.take(); len(got) != 0 {
+		t.Fatalf("activated again: %v", got)
+	}
+}

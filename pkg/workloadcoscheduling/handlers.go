@@ -48,6 +48,20 @@ func (pl *WorkloadCoscheduling) watch(ctx context.Context) error {
 		return fmt.Errorf("%s: watching pods: %w", Name, err)
 	}
 	pl.handlers = append(pl.handlers, registration)
+	// Any bound pod's deletion may be the last victim a preempting gang
+	// waits for.
+	victimHandler := cache.FilteringResourceEventHandler{
+		FilterFunc: func(obj interface{}) bool {
+			pod := podFrom(obj)
+			return pod != nil && pod.Spec.NodeName != ""
+		},
+		Handler: cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj interface{}) { pl.victimGone(logger, podFrom(obj)) }},
+	}
+	registration, err = pl.handle.SharedInformerFactory().Core().V1().Pods().Informer().AddEventHandler(victimHandler)
+	if err != nil {
+		return fmt.Errorf("%s: watching pods: %w", Name, err)
+	}
+	pl.handlers = append(pl.handlers, registration)
 	nodeHandler := cache.ResourceEventHandlerFuncs{
 		DeleteFunc: func(obj interface{}) {
 			if node := nodeFrom(obj); node != nil {
@@ -138,6 +152,17 @@ func (pl *WorkloadCoscheduling) podDeleted(logger klog.Logger, pod *v1.Pod) {
 		why = fmt.Sprintf("gang %s rejected: member %s was deleted while it held a reservation", m.key, pod.Name)
 	}
 	pl.carryOut(klog.NewContext(context.Background(), logger), m.key, e, why)
+}
+
+// victimGone wakes the gang that preempted the pod once its last victim is
+// gone.
+func (pl *WorkloadCoscheduling) victimGone(logger klog.Logger, pod *v1.Pod) {
+	if pod == nil {
+		return
+	}
+	if key, e := pl.index.VictimGone(pod.UID, pl.now()); e.Activate {
+		pl.activate(logger, key, "the pods it preempted are gone")
+	}
 }
 
 // workloadAdded records the Workload, then wakes the pods that waited for it:

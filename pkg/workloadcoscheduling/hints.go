@@ -23,8 +23,8 @@ func (pl *WorkloadCoscheduling) EventsToRegister(context.Context) ([]fwk.Cluster
 	events := []fwk.ClusterEventWithHint{
 		// A new member can complete its gang's quorum.
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Add}, QueueingHintFn: pl.isSchedulableAfterPodAdded},
-		// Capacity freed or added can let a gang whose attempt failed fit,
-		// once it no longer backs off (the backoff's end wakes it anyway).
+		// Capacity freed or added can let a gang whose attempt failed fit;
+		// the highest-priority such gangs are tried at once (capacityCanHelp).
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}, QueueingHintFn: pl.isSchedulableAfterPodDeleted},
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAllocatable}, QueueingHintFn: pl.isSchedulableAfterNodeChange},
 	}
@@ -60,7 +60,7 @@ func (pl *WorkloadCoscheduling) isSchedulableAfterPodDeleted(logger klog.Logger,
 	if err != nil {
 		return fwk.Queue, err
 	}
-	if deleted.Spec.NodeName == "" {
+	if deleted.Spec.NodeName == "" || !pl.reallyDeleted(deleted) {
 		return fwk.QueueSkip, nil
 	}
 	if !pl.capacityCanHelp(pod) {
@@ -79,25 +79,45 @@ func (pl *WorkloadCoscheduling) isSchedulableAfterNodeChange(logger klog.Logger,
 }
 
 // capacityCanHelp reports whether more capacity can let the pod's gang try
-// again now: not while the gang lacks members or backs off (its quorum or
-// the backoff's end wakes it), nor while its attempt is under way. A member
-// of a rollback is rejected with its node still assumed; the release of
-// that node is such an event, and must not requeue every member of every
-// waiting gang.
+// now. Not while the gang lacks members or has an attempt under way. A gang
+// that backs off after a failed attempt is woken, through its backoff, only
+// if no waiting gang has a higher priority (gang.Index.WakeOnCapacity): the
+// capacity goes to the highest-priority gang that waits for it, and a
+// rollback's release of its members' nodes does not requeue every member of
+// every waiting gang. The hint runs after the scheduler's cache saw the
+// change, so the woken gang is tried on a cluster that has the capacity.
 func (pl *WorkloadCoscheduling) capacityCanHelp(pod *v1.Pod) bool {
 	key, ok := gang.KeyOf(pod)
 	if !ok {
 		return true
 	}
-	phase, known := pl.index.Phase(key, pl.now())
-	if !known {
+	return pl.index.WakeOnCapacity(key, pl.now())
+}
+
+// reallyDeleted reports whether a pod of a Pod/Delete event is gone from the
+// API: the scheduler sends the same event when it forgets an assumed pod
+// whose reservation was released (a rollback, a failed binding), which
+// frees nothing that was not free before the attempt. Two gangs that each
+// woke on the other's released reservations would spin without a backoff.
+// The answer is cached for the event's pod: the queue asks the hint of
+// every waiting pod about the same event.
+func (pl *WorkloadCoscheduling) reallyDeleted(pod *v1.Pod) bool {
+	if pl.pods == nil {
 		return true
 	}
-	switch phase {
-	case gang.PhaseAssembling, gang.PhaseBackingOff, gang.PhaseAttempting:
-		return false
+	if last := pl.lastDeleted.Load(); last != nil && last.pod == pod {
+		return last.gone
 	}
-	return true
+	obj, exists, err := pl.pods.GetByKey(pod.Namespace + "/" + pod.Name)
+	gone := err == nil && (!exists || obj.(*v1.Pod).UID != pod.UID)
+	pl.lastDeleted.Store(&deletion{pod: pod, gone: gone})
+	return gone
+}
+
+// deletion is the last answer of reallyDeleted.
+type deletion struct {
+	pod  *v1.Pod
+	gone bool
 }
 
 func isSchedulableAfterWorkloadAdded(logger klog.Logger, pod *v1.Pod, oldObj, newObj interface{}) (fwk.QueueingHint, error) {

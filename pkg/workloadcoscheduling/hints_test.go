@@ -10,6 +10,8 @@ import (
 	"k8s.io/klog/v2/ktesting"
 	fwk "k8s.io/kube-scheduler/framework"
 
+	"k8s.io/utils/ptr"
+
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/workloadref"
 )
@@ -51,34 +53,48 @@ func TestIsSchedulableAfterPodAdded(t *testing.T) {
 }
 
 func TestIsSchedulableAfterPodDeleted(t *testing.T) {
-	waiting := member("ns", "w-0", "job", "workers", "", "")
+	low := member("ns", "low-0", "low", "workers", "", "")
+	high := member("ns", "high-0", "high", "workers", "", "")
+	high.Spec.Priority = ptr.To[int32](100)
 	freed := member("other", "x", "", "", "", "node-1")
 	tests := []struct {
 		name    string
+		target  *v1.Pod
 		deleted *v1.Pod
-		// backoff: the waiting pod's gang backs off after a failed attempt.
+		// backoff: the gangs back off after a failed attempt.
 		backoff bool
 		want    fwk.QueueingHint
 	}{
-		{name: "bound pod frees capacity", deleted: freed, want: fwk.Queue},
-		{name: "unbound pod frees nothing", deleted: member("ns", "w-1", "job", "workers", "", ""), want: fwk.QueueSkip},
-		{name: "a gang that backs off waits for its backoff's end", deleted: freed, backoff: true, want: fwk.QueueSkip},
+		{name: "bound pod frees capacity", target: low, deleted: freed, want: fwk.Queue},
+		{name: "unbound pod frees nothing", target: low, deleted: member("ns", "w-1", "job", "workers", "", ""), want: fwk.QueueSkip},
+		{name: "the highest-priority gang that backs off is woken through its backoff", target: high, deleted: freed, backoff: true, want: fwk.Queue},
+		{name: "a lower-priority gang that backs off waits", target: low, deleted: freed, backoff: true, want: fwk.QueueSkip},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			logger, _ := ktesting.NewTestContext(t)
 			pl := newTestPlugin()
-			key, _ := gang.KeyOf(waiting)
-			pl.index.ObservePod(key, waiting, false, 1, nil, time.Now())
-			if tc.backoff {
-				pl.index.Fail(key, 0, gang.OutcomeUnfit, time.Now())
+			now := time.Now()
+			for _, p := range []*v1.Pod{low, high} {
+				key, _ := gang.KeyOf(p)
+				pl.index.ObservePod(key, p, false, 1, nil, now)
+				if tc.backoff {
+					pl.index.Fail(key, 0, gang.OutcomeUnfit, now)
+				}
 			}
-			got, err := pl.isSchedulableAfterPodDeleted(logger, waiting, tc.deleted, nil)
+			got, err := pl.isSchedulableAfterPodDeleted(logger, tc.target, tc.deleted, nil)
 			if err != nil || got != tc.want {
 				t.Fatalf("hint = %v, %v; want %v", got, err, tc.want)
 			}
-			if got, _ := pl.isSchedulableAfterNodeChange(logger, waiting, nil, nil); got != tc.want && tc.deleted == freed {
-				t.Fatalf("node hint = %v; want %v", got, tc.want)
+			if tc.deleted != freed {
+				return
+			}
+			key, _ := gang.KeyOf(tc.target)
+			if tc.backoff && tc.want == fwk.Queue && pl.index.BackoffLeft(key, now) != 0 {
+				t.Fatalf("the woken gang still backs off")
+			}
+			if tc.backoff && tc.want == fwk.QueueSkip && pl.index.BackoffLeft(key, now) == 0 {
+				t.Fatalf("the waiting gang's backoff was lifted")
 			}
 		})
 	}

@@ -53,6 +53,18 @@ var (
 		Buckets:        metrics.ExponentialBuckets(0.001, 4, 10), // 1ms to ~4min
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"result"})
+	preemptionAttempts = metrics.NewCounterVec(&metrics.CounterOpts{
+		Subsystem:      metricsSubsystem,
+		Name:           "preemption_attempts_total",
+		Help:           "Preemptions tried for a gang or a plain pod that fit no node, by result: preempted, futile (the gang would not fit even after evicting every candidate: nothing evicted), no_candidates.",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"result"})
+	victimsPreempted = metrics.NewCounterVec(&metrics.CounterOpts{
+		Subsystem:      metricsSubsystem,
+		Name:           "preemption_victims_total",
+		Help:           "Victims of preemptions, by kind: pod (a plain pod) or gang (a whole gang).",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"kind"})
 	gangsWaitingDesc = metrics.NewDesc(metricsSubsystem+"_gangs_waiting",
 		"Gangs not yet admitted, by state: waiting_for_workload, waiting_for_members, queued, reserving, backing_off.",
 		[]string{"state"}, nil, metrics.ALPHA, "")
@@ -76,7 +88,7 @@ var collector = &gangCollector{plugins: map[*WorkloadCoscheduling]struct{}{}}
 // register adds the plugin to the metrics, registering them on first use.
 func (pl *WorkloadCoscheduling) registerMetrics() {
 	registerMetrics.Do(func() {
-		legacyregistry.MustRegister(gangAdmissionDuration, gangAttempts, membersRolledBack, permitWaitDuration)
+		legacyregistry.MustRegister(gangAdmissionDuration, gangAttempts, membersRolledBack, permitWaitDuration, preemptionAttempts, victimsPreempted)
 		legacyregistry.CustomMustRegister(collector)
 	})
 	collector.mu.Lock()

@@ -8,11 +8,13 @@ package workloadcoscheduling
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	policylisters "k8s.io/client-go/listers/policy/v1"
 	schedulinglisters "k8s.io/client-go/listers/scheduling/v1alpha1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
@@ -58,6 +60,10 @@ type WorkloadCoscheduling struct {
 	// be wrong, so none is reported: see tellWaiting.
 	handlers []cache.ResourceEventHandlerRegistration
 	startup  startupReports
+	// pdbs lists PodDisruptionBudgets, which preemption respects.
+	pdbs policylisters.PodDisruptionBudgetLister
+	// lastDeleted caches reallyDeleted's answer for one event.
+	lastDeleted atomic.Pointer[deletion]
 	// witness is the freshest view of the members the state machine asks
 	// before it admits an attempt (see gang.Witness).
 	witness *witness
@@ -107,6 +113,7 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 		now:             time.Now,
 	}
 	pl.witness = &witness{pl: pl}
+	pl.pdbs = handle.SharedInformerFactory().Policy().V1().PodDisruptionBudgets().Lister()
 	podInformer := handle.SharedInformerFactory().Core().V1().Pods().Informer()
 	// Every profile that enables the plugin shares the scheduler's pod
 	// informer: the index of pods by gang is added once.
@@ -255,6 +262,10 @@ func (pl *WorkloadCoscheduling) gangReady(m membership, pod *v1.Pod) *waitStatus
 		return &waitStatus{reason: ReasonWaitingForGangMembers, Status: fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
 			fmt.Sprintf("waiting for the members of gang %s: %d/%d present", m.key, r.Present, m.policy.MinCount))}
 	}
+	if r.Victims > 0 {
+		return &waitStatus{reason: ReasonWaitingForVictims, Status: fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
+			fmt.Sprintf("gang %s waits for %d pods it preempted to terminate", m.key, r.Victims))}
+	}
 	if r.BackoffLeft > 0 {
 		return &waitStatus{reason: ReasonGangBackoff, Status: fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
 			fmt.Sprintf("gang %s is backing off for %v after a failed attempt", m.key, r.BackoffLeft.Round(time.Second)))}
@@ -271,6 +282,10 @@ func (pl *WorkloadCoscheduling) PreFilter(ctx context.Context, _ fwk.CycleState,
 		return nil, nil
 	}
 	if m.reason != nil {
+		// The Workload or podGroup went away while the pod was queued: the pod
+		// now waits for an event that brings it back (a Workload added), so
+		// it is told why here, once per reason, as PreEnqueue would.
+		pl.tellWaiting(pod, m.key, v1.EventTypeWarning, m.reason.Code, m.reason.Message)
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, m.reason.Message)
 	}
 	if !m.isGang() {
@@ -294,26 +309,51 @@ func (pl *WorkloadCoscheduling) SignPod(context.Context, *v1.Pod) ([]fwk.SignFra
 	return nil, nil
 }
 
-// PostFilter runs when a gang member fits no node. The gang cannot complete
-// in this attempt: the attempt fails, its members waiting at Permit are
-// rejected at once, releasing their nodes, and the gang backs off. A member
-// beyond minCount of an admitted or running gang waits like any pod.
-func (pl *WorkloadCoscheduling) PostFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
+// PostFilter runs when a pod fits no node. A gang member first tries to
+// make room for its whole gang by preemption (preemption.go); when that
+// evicts nothing, the gang cannot complete in this attempt: the attempt
+// fails, its members waiting at Permit are rejected at once, releasing
+// their nodes, and the gang backs off. A member beyond minCount of an
+// admitted or running gang waits like any pod. A plain pod preempts as the
+// default preemption would, except that a victim in a gang takes its whole
+// gang with it.
+func (pl *WorkloadCoscheduling) PostFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, _ fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
 	m, ok := pl.membershipOf(pod)
-	if !ok || !m.isGang() {
+	if !ok || (m.reason == nil && !m.isGang()) {
+		if result, msg, done := pl.preempt(ctx, state, pod, m, false); done {
+			return result, fwk.NewStatus(fwk.Success, msg)
+		}
+		return nil, fwk.NewStatus(fwk.Unschedulable)
+	}
+	if m.reason != nil {
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
 	if status := pl.gangReady(m, pod); status != nil {
 		// Turned away by PreFilter, which said why: this is not a new failure.
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
-	now := pl.now()
-	e := pl.index.Fail(m.key, pl.index.Attempt(m.key), gang.OutcomeUnfit, now)
+	result, msg, done := pl.preempt(ctx, state, pod, m, true)
+	if done {
+		return result, fwk.NewStatus(fwk.Success, msg)
+	}
+	why := fmt.Sprintf("gang %s rejected: member %s does not fit on any node", m.key, pod.Name)
+	if msg != "" {
+		why += "; " + msg
+	}
+	e := pl.index.Fail(m.key, pl.index.Attempt(m.key), gang.OutcomeUnfit, pl.now())
 	if !e.RolledBack {
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
-	msg := pl.carryOut(ctx, m.key, e, fmt.Sprintf("gang %s rejected: member %s does not fit on any node", m.key, pod.Name))
-	return nil, fwk.NewStatus(fwk.Unschedulable, msg)
+	return clearNomination(pod), fwk.NewStatus(fwk.Unschedulable, pl.carryOut(ctx, m.key, e, why))
+}
+
+// clearNomination is the result that takes back the pod's nominated node,
+// held for a preemption whose attempt failed, or nil.
+func clearNomination(pod *v1.Pod) *fwk.PostFilterResult {
+	if pod.Status.NominatedNodeName == "" {
+		return nil
+	}
+	return &fwk.PostFilterResult{NominatingInfo: &fwk.NominatingInfo{NominatingMode: fwk.ModeOverride}}
 }
 
 // Reserve counts the pod as placed in its gang's current attempt, on
@@ -331,6 +371,10 @@ func (pl *WorkloadCoscheduling) Reserve(ctx context.Context, _ fwk.CycleState, p
 	if e.StartedAttempt {
 		pl.armDeadline(klog.FromContext(ctx), m.key, e.Attempt, pl.attemptTimeout(m.policy))
 	}
+	// The queue can bring a member here before the plugin's handler saw it:
+	// then this reservation is what completes the quorum, and the members
+	// gated before must be woken now (e.Activate).
+	pl.carryOut(ctx, m.key, e, "")
 	return nil
 }
 

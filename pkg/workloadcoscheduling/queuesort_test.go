@@ -79,6 +79,17 @@ func TestLessGroupsGangs(t *testing.T) {
 			want: []string{"plain", "b-0", "b-1", "a-0", "a-1"},
 		},
 		{
+			name: "a gang is one priority, its highest member's: members stay together",
+			pods: func(t *testing.T) []*framework.QueuedPodInfo {
+				return []*framework.QueuedPodInfo{
+					queued(t, "a-0", 0, 1, "a", ""), queued(t, "b-0", 5, 2, "b", ""),
+					queued(t, "a-1", 10, 3, "a", ""), queued(t, "b-1", 5, 4, "b", ""),
+					queued(t, "plain", 7, 9, "", ""),
+				}
+			},
+			want: []string{"a-0", "a-1", "plain", "b-0", "b-1"},
+		},
+		{
 			name: "replica keys are separate gangs",
 			pods: func(t *testing.T) []*framework.QueuedPodInfo {
 				return []*framework.QueuedPodInfo{

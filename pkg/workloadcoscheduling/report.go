@@ -25,6 +25,15 @@ const (
 	// ReasonGangRolledBack: an attempt failed; its reservations were
 	// released.
 	ReasonGangRolledBack = "GangRolledBack"
+	// ReasonGangPreempting: the gang evicts lower-priority pods to fit,
+	// on its Workload.
+	ReasonGangPreempting = "GangPreempting"
+	// ReasonGangPreempted: the gang was evicted whole by a higher-priority
+	// gang or pod, on its Workload.
+	ReasonGangPreempted = "GangPreempted"
+	// ReasonWaitingForVictims: the gang waits for the pods it preempted to
+	// terminate.
+	ReasonWaitingForVictims = "WaitingForPreemptionVictims"
 	// ReasonInvalidPermitWaitingTime: the Workload's Permit timeout
 	// annotation is ignored or clamped.
 	ReasonInvalidPermitWaitingTime = "InvalidPermitWaitingTime"

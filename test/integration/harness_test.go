@@ -275,6 +275,8 @@ type podSpec struct {
 	// portable references the Workload by annotations whatever the
 	// cluster's mode; both sets spec.workloadRef and the annotations.
 	portable, both bool
+	// priorityClass names a PriorityClass (see ensurePriorityClasses).
+	priorityClass string
 	// gated: a scheduling gate that nothing lifts keeps the pod out of
 	// every scheduling cycle. It is still a live member of its gang (our
 	// schedulerName), one that never reserves: its gang waits at Permit.
@@ -317,6 +319,7 @@ func (c *cluster) podObject(ns string, p podSpec) *v1.Pod {
 			}},
 		},
 	}
+	pod.Spec.PriorityClassName = p.priorityClass
 	if p.gated {
 		pod.Spec.SchedulingGates = []v1.PodSchedulingGate{{Name: "test.workload-coscheduling.io/never"}}
 	}
