@@ -238,6 +238,9 @@ const (
 // reservation a rollback rejected or whose gang backs off. w is the
 // plugin's freshest view of the members (see tryAdmit).
 func (x *Index) Permit(key Key, uid types.UID, minCount int, w Witness, now time.Time) (Effects, Verdict) {
+	if e, waits := x.permitWaits(key, uid, minCount, now); waits {
+		return e, VerdictWait
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	g, found := x.gangs[key]
@@ -269,6 +272,25 @@ func (x *Index) Permit(key Key, uid types.UID, minCount int, w Witness, now time
 		return e, VerdictAllow
 	}
 	return e, VerdictWait
+}
+
+// permitWaits is Permit's common case under the read lock: a live
+// reservation of the current attempt, not enough placed for the quorum, no
+// backoff. Nothing changes then, and readers do not wait for each other;
+// every other case takes the write lock and decides again.
+func (x *Index) permitWaits(key Key, uid types.UID, minCount int, now time.Time) (Effects, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	g, ok := x.gangs[key]
+	if !ok || g.minCount != minCount || g.admitted || g.running() || g.counts.Placed() >= minCount ||
+		g.clock.backoffUntil.Load() > now.UnixNano() {
+		return Effects{}, false
+	}
+	m, ok := g.members[uid]
+	if !ok || m.state != memberReserved || m.attempt != g.attempt {
+		return Effects{}, false
+	}
+	return Effects{Counts: g.counts, Phase: PhaseAttempting, Attempt: g.attempt}, true
 }
 
 // Unreserve undoes Reserve for a member that was not bound. A member whose
@@ -475,7 +497,7 @@ func (x *Index) buryLocked(uid types.UID, now time.Time) {
 func (x *Index) gangLocked(key Key, first *v1.Pod) *gang {
 	g, ok := x.gangs[key]
 	if !ok {
-		g = &gang{key: key, keyString: key.String(), members: map[types.UID]*member{}, clock: &clock{}, priorities: map[int32]int{}}
+		g = &gang{key: key, storeKey: StoreKey(key, x.cfg.SchedulerName), members: map[types.UID]*member{}, clock: &clock{}, priorities: map[int32]int{}}
 		g.clock.priority.Store(corev1helpers.PodPriority(first))
 		created := first.CreationTimestamp.Time
 		if created.IsZero() {

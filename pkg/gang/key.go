@@ -59,6 +59,12 @@ func (k Key) String() string {
 	return s
 }
 
+// StoreKey is how the pod informer's store indexes the members of a gang
+// that one scheduler profile places: the key and the schedulerName.
+func StoreKey(key Key, schedulerName string) string {
+	return key.String() + "@" + schedulerName
+}
+
 // WorkloadKey names a Workload object, built-in or portable.
 type WorkloadKey struct {
 	Namespace string

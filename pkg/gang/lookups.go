@@ -20,6 +20,9 @@ type Readiness struct {
 	// Victims is how many pods the gang's preemption evicted that have not
 	// gone yet (while it waits for them).
 	Victims int
+	// StoreKey is StoreKey(key, the index's schedulerName), kept by the
+	// index ("" for a gang it does not know yet).
+	StoreKey string
 }
 
 // Ready reports, for a pod of the gang, how many live members the gang has
@@ -31,7 +34,7 @@ func (x *Index) Ready(key Key, pod *v1.Pod, now time.Time) Readiness {
 	var r Readiness
 	g, ok := x.gangs[key]
 	if ok {
-		r.Present = g.counts.Present
+		r.Present, r.StoreKey = g.counts.Present, g.storeKey
 		_, r.Known = g.members[pod.UID]
 		if left := time.Duration(g.clock.backoffUntil.Load() - now.UnixNano()); left > 0 {
 			r.BackoffLeft = left
@@ -110,6 +113,15 @@ func (x *Index) QueuedAt(key Key) (int64, bool) {
 		return c.queued.Load(), true
 	}
 	return 0, false
+}
+
+// Order returns what the queue orders a gang by, its priority and its queue
+// time (see Priority and QueuedAt), with one lock-free lookup.
+func (x *Index) Order(key Key) (priority int32, queued int64, ok bool) {
+	if c := x.clock(key); c != nil {
+		return c.priority.Load(), c.queued.Load(), true
+	}
+	return 0, 0, false
 }
 
 // Priority returns the gang's priority: the highest of its live members

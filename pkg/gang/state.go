@@ -174,11 +174,12 @@ func Gone(pod *v1.Pod) bool {
 
 type gang struct {
 	key Key
-	// keyString is key.String(), kept so the hot path does not build it.
-	keyString string
-	members   map[types.UID]*member
-	counts    Counts
-	clock     *clock
+	// storeKey is StoreKey(key, schedulerName), kept so the hot path does
+	// not build it.
+	storeKey string
+	members  map[types.UID]*member
+	counts   Counts
+	clock    *clock
 	// minCount is the quorum the plugin last gave; 0 while unknown.
 	minCount int
 	// attempt numbers the gang's attempts; a rollback ends the current one.

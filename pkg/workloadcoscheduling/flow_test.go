@@ -120,6 +120,7 @@ func newFlow(t *testing.T) *flow {
 	f.fh = fh
 	f.pl = pluginOf(t, fh)
 	f.pl.now = func() time.Time { return f.now }
+	f.pl.assemblyGrace = 0
 	f.informers.Start(ctx.Done())
 	f.informers.WaitForCacheSync(ctx.Done())
 	// The plugin reports nothing until its handlers have synced.

@@ -51,6 +51,13 @@ func (pl *WorkloadCoscheduling) isSchedulableAfterPodAdded(logger klog.Logger, p
 	if addedKey, ok := gang.KeyOf(added); !ok || addedKey != key || gang.Gone(added) || !pl.index.Counted(added) {
 		return fwk.QueueSkip, nil
 	}
+	// Only the member that completes the quorum lets the gang in: requeueing
+	// every waiting sibling on each new member costs n² for a gang of n.
+	// The index may not have the new member yet; Ready counts it then.
+	if policy, reason := pl.resolver.ResolveKey(key); reason == nil && policy.IsGang() &&
+		pl.index.Ready(key, added, pl.now()).Present < int(policy.MinCount) {
+		return fwk.QueueSkip, nil
+	}
 	logger.V(5).Info("A member of the pod's gang was added", "pod", klog.KObj(pod), "addedPod", klog.KObj(added), "gang", key)
 	return fwk.Queue, nil
 }

@@ -143,3 +143,30 @@ func TestIsSchedulableAfterWorkloadAdded(t *testing.T) {
 		})
 	}
 }
+
+// A new member requeues its waiting siblings only when it completes their
+// quorum.
+func TestPodAddedRequeuesOnlyAtQuorum(t *testing.T) {
+	logger, _ := ktesting.NewTestContext(t)
+	pl := newTestPlugin()
+	pl.resolver.SetWorkload(&schedulingv1alpha1.Workload{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "job"},
+		Spec: schedulingv1alpha1.WorkloadSpec{PodGroups: []schedulingv1alpha1.PodGroup{
+			{Name: "workers", Policy: schedulingv1alpha1.PodGroupPolicy{Gang: &schedulingv1alpha1.GangSchedulingPolicy{MinCount: 3}}}}},
+	})
+	waiting := member("ns", "w-0", "job", "workers", "", "")
+	waiting.UID = "w-0"
+	key, _ := gang.KeyOf(waiting)
+	pl.index.ObservePod(key, waiting, false, 3, nil, time.Now())
+	second := member("ns", "w-1", "job", "workers", "", "")
+	second.UID = "w-1"
+	if got, _ := pl.isSchedulableAfterPodAdded(logger, waiting, nil, second); got != fwk.QueueSkip {
+		t.Fatalf("the second of three members requeued the first: %v", got)
+	}
+	pl.index.ObservePod(key, second, false, 3, nil, time.Now())
+	third := member("ns", "w-2", "job", "workers", "", "")
+	third.UID = "w-2"
+	if got, _ := pl.isSchedulableAfterPodAdded(logger, waiting, nil, third); got != fwk.Queue {
+		t.Fatalf("the third of three members did not requeue the first: %v", got)
+	}
+}

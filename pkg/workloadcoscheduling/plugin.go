@@ -67,6 +67,9 @@ type WorkloadCoscheduling struct {
 	// witness is the freshest view of the members the state machine asks
 	// before it admits an attempt (see gang.Witness).
 	witness *witness
+	// assemblyGrace delays the report of a gang waiting for its members
+	// (tellGangWaiting); the flow tests set 0 to read it at once.
+	assemblyGrace time.Duration
 	// now is the clock; tests of the pure logic may replace it.
 	now func() time.Time
 }
@@ -110,6 +113,7 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 		resolver:        workloadref.New(served, workloads),
 		permitTimeout:   time.Duration(args.PermitWaitingTimeSeconds) * time.Second,
 		workloadsServed: served,
+		assemblyGrace:   assemblyGrace,
 		now:             time.Now,
 	}
 	pl.witness = &witness{pl: pl}
@@ -140,10 +144,12 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 // gangIndex names the pod informer's index of pods by gang key.
 const gangIndex = "workload-coscheduling.io/gang"
 
+// gangIndexFunc indexes the live members of a gang by gang and
+// schedulerName (gang.StoreKey), as the quorum counts them.
 func gangIndexFunc(obj interface{}) ([]string, error) {
 	if pod, ok := obj.(*v1.Pod); ok {
 		if key, ok := gang.KeyOf(pod); ok && !gang.Gone(pod) {
-			return []string{key.String()}, nil
+			return []string{gang.StoreKey(key, pod.Spec.SchedulerName)}, nil
 		}
 	}
 	return nil, nil
@@ -251,10 +257,16 @@ type waitStatus struct {
 // or nil.
 func (pl *WorkloadCoscheduling) gangReady(m membership, pod *v1.Pod) *waitStatus {
 	r := pl.index.Ready(m.key, pod, pl.now())
-	if r.Present < m.minCount() && !r.Known && pl.pods != nil {
-		// The queue saw this pod before the plugin's handler did, so the
-		// index may lag behind the informer's store for its siblings too.
-		if members, err := pl.pods.ByIndex(gangIndex, m.key.String()); err == nil && len(members) > r.Present {
+	if r.Present < m.minCount() && pl.pods != nil {
+		// The plugin's handler may lag behind the informer's store (a
+		// scheduler that starts on a full queue sees every pod before its
+		// handler does): ask the store before keeping the pod out. It costs
+		// a copy of the gang's members, once per pod added below quorum.
+		storeKey := r.StoreKey
+		if storeKey == "" {
+			storeKey = gang.StoreKey(m.key, pl.handle.ProfileName())
+		}
+		if members, err := pl.pods.ByIndex(gangIndex, storeKey); err == nil && len(members) > r.Present {
 			r.Present = len(members)
 		}
 	}

@@ -106,10 +106,14 @@ func (pl *WorkloadCoscheduling) gangMembersToPlace(p *planner, m membership, pod
 	}
 	_, reserved, attempt := pl.index.Members(m.key)
 	need := m.minCount() - pl.index.Counts(m.key).Bound
+	var candidates []*v1.Pod
 	for _, r := range reserved {
 		p.released[r.UID] = true
+		// Placed anew: anywhere, not only on the node it reserved.
+		member := *r
+		member.Spec.NodeName = ""
+		candidates = append(candidates, &member)
 	}
-	candidates := append([]*v1.Pod(nil), reserved...)
 	for _, other := range pl.index.PendingPods(m.key) {
 		candidates = append(candidates, other)
 	}

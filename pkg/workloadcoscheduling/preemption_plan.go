@@ -236,6 +236,14 @@ func (p *planner) plan(units []*victimUnit) *preemptionPlan {
 	if sim.place(p.nodes) {
 		return &preemptionPlan{placement: p.nominees(sim)}
 	}
+	// The nodes with room before any eviction: with the nodes the chosen
+	// units free, the only ones a re-simulation needs to look at.
+	var roomy []fwk.NodeInfo
+	for _, name := range sim.placed {
+		if name != "" {
+			roomy = append(roomy, byNode[name])
+		}
+	}
 	var chosen []*victimUnit
 	for _, u := range units {
 		sim.evict(u, byNode)
@@ -253,20 +261,23 @@ func (p *planner) plan(units []*victimUnit) *preemptionPlan {
 		trial := make([]*victimUnit, 0, len(chosen)-1)
 		trial = append(trial, chosen[:i]...)
 		trial = append(trial, chosen[i+1:]...)
-		if s := p.simulate(trial, byNode); s != nil {
+		if s := p.simulate(trial, byNode, roomy); s != nil {
 			chosen, sim = trial, s
 		}
 	}
 	return &preemptionPlan{units: chosen, placement: p.nominees(sim)}
 }
 
-// simulate places every member after evicting units, or returns nil.
-func (p *planner) simulate(units []*victimUnit, byNode map[string]fwk.NodeInfo) *simulation {
+// simulate places every member after evicting units, on the roomy nodes
+// and those the units free, or returns nil.
+func (p *planner) simulate(units []*victimUnit, byNode map[string]fwk.NodeInfo, roomy []fwk.NodeInfo) *simulation {
 	sim := p.newSimulation()
+	nodes := append([]fwk.NodeInfo(nil), roomy...)
 	for _, u := range units {
 		sim.evict(u, byNode)
+		nodes = append(nodes, unitNodes(u, byNode)...)
 	}
-	if sim.place(p.nodes) {
+	if sim.place(nodes) {
 		return sim
 	}
 	return nil

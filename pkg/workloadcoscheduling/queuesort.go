@@ -28,10 +28,12 @@ func (pl *WorkloadCoscheduling) Less(a, b fwk.QueuedPodInfo) bool {
 	podA, podB := a.GetPodInfo().GetPod(), b.GetPodInfo().GetPod()
 	keyA, inGangA := gang.KeyOf(podA)
 	keyB, inGangB := gang.KeyOf(podB)
-	if prioA, prioB := pl.priority(podA, keyA, inGangA), pl.priority(podB, keyB, inGangB); prioA != prioB {
+	prioA, tA := pl.order(a, podA, keyA, inGangA)
+	prioB, tB := pl.order(b, podB, keyB, inGangB)
+	if prioA != prioB {
 		return prioA > prioB
 	}
-	if tA, tB := pl.queuedAt(a, keyA, inGangA), pl.queuedAt(b, keyB, inGangB); tA != tB {
+	if tA != tB {
 		return tA < tB
 	}
 	if inGangA != inGangB {
@@ -48,26 +50,19 @@ func (pl *WorkloadCoscheduling) Less(a, b fwk.QueuedPodInfo) bool {
 	return podA.Name < podB.Name
 }
 
-// priority returns the priority Less orders a pod by: its gang's, or its own.
-func (pl *WorkloadCoscheduling) priority(pod *v1.Pod, key gang.Key, inGang bool) int32 {
+// order returns the priority and the time (Unix nanoseconds) Less orders a
+// pod by: for a gang member its gang's priority (never below its own) and
+// queue time, or, before the informer delivered the gang's first member,
+// the pod's own priority and creation, as its gang will be; for any other
+// pod its priority and when it entered the queue, as the default
+// PrioritySort.
+func (pl *WorkloadCoscheduling) order(info fwk.QueuedPodInfo, pod *v1.Pod, key gang.Key, inGang bool) (int32, int64) {
 	own := corev1helpers.PodPriority(pod)
-	if inGang {
-		if p, ok := pl.index.Priority(key); ok && p > own {
-			return p
-		}
+	if !inGang {
+		return own, info.GetTimestamp().UnixNano()
 	}
-	return own
-}
-
-// queuedAt returns the time in Unix nanoseconds Less orders a pod by.
-func (pl *WorkloadCoscheduling) queuedAt(info fwk.QueuedPodInfo, key gang.Key, inGang bool) int64 {
-	if inGang {
-		if t, ok := pl.index.QueuedAt(key); ok {
-			return t
-		}
-		// The informer has not delivered the gang's first member yet: order
-		// the pod by its creation, as its gang will be.
-		return info.GetPodInfo().GetPod().CreationTimestamp.UnixNano()
+	if prio, queued, ok := pl.index.Order(key); ok {
+		return max(prio, own), queued
 	}
-	return info.GetTimestamp().UnixNano()
+	return own, pod.CreationTimestamp.UnixNano()
 }

@@ -2,7 +2,9 @@ package workloadcoscheduling
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -66,15 +68,37 @@ func (pl *WorkloadCoscheduling) tellWorkload(key gang.Key, eventType, reason, no
 // backoff) once per change of that reason for the gang, not per member: on
 // the member that saw it first and on the Workload. A gang of 1000 costs two
 // events per change, and `kubectl gang describe` shows the live counts.
+//
+// A gang's members seldom arrive at once: the first ones wait for the rest
+// for milliseconds. That is not worth two API writes per gang, so a gang
+// that waits for members is reported only if it still does after
+// assemblyGrace, with its count then.
 func (pl *WorkloadCoscheduling) tellGangWaiting(pod *v1.Pod, key gang.Key, reason, msg string) {
 	if pl.startup.hold(pod) {
 		return
 	}
-	if pl.index.SetGangReason(key, reason) {
+	if !pl.index.SetGangReason(key, reason) {
+		return
+	}
+	if reason != ReasonWaitingForGangMembers || pl.assemblyGrace == 0 {
 		pl.sched.EventRecorder().Eventf(pod, nil, v1.EventTypeNormal, reason, "Scheduling", msg)
 		pl.tellWorkload(key, v1.EventTypeNormal, reason, msg)
+		return
 	}
+	time.AfterFunc(pl.assemblyGrace, func() {
+		policy, problem := pl.resolver.ResolveKey(key)
+		if phase, ok := pl.index.Phase(key, pl.now()); !ok || phase != gang.PhaseAssembling || problem != nil {
+			return
+		}
+		msg := fmt.Sprintf("waiting for the members of gang %s: %d/%d present", key, pl.index.Counts(key).Present, policy.MinCount)
+		pl.sched.EventRecorder().Eventf(pod, nil, v1.EventTypeNormal, reason, "Scheduling", msg)
+		pl.tellWorkload(key, v1.EventTypeNormal, reason, msg)
+	})
 }
+
+// assemblyGrace is how long a gang may wait for its members before the
+// user is told (see tellGangWaiting).
+const assemblyGrace = time.Second
 
 // startupReports holds the pods turned away before the plugin's handlers had
 // synced.

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -25,7 +26,7 @@ import (
 var (
 	perfSize = flag.String("perf.size", "smoke", "size of TestPerformance: smoke (part of make test), quick (make bench) or full")
 	perfOut  = flag.String("perf.out", "", "also write TestPerformance's results table to this file")
-	perfOnly = flag.String("perf.only", "", "run only the scenarios whose name contains this")
+	perfOnly = flag.String("perf.only", "", "run only the scenarios whose name matches this regular expression")
 )
 
 // perfScenario is one workload, run through each scheduler variant.
@@ -43,6 +44,10 @@ type perfScenario struct {
 	probe bool
 	// gangOnly: the plain-pod ceiling means nothing here.
 	gangOnly bool
+	// preempt: every node is full with a low-priority pod (created with
+	// spec.nodeName) and the gangs are of high priority: the time is until
+	// they are bound, victims evicted (a reaper ends them, as kubelets would).
+	preempt bool
 	// arriving: the pods are created while the scheduler runs, as a batch
 	// framework creates them (upstream's gang benchmark shape); the run is
 	// timed from the first creation.
@@ -75,6 +80,7 @@ var perfSizes = map[string]perfSizeSpec{
 		{name: "contention: 150% of the cluster", nodes: 100, gangs: 15, size: 10, nodeCPU: "1", podCPU: "1", contention: true, gangOnly: true},
 		{name: "rollback: gang of n+1 on n nodes", nodes: 20, gangs: 1, size: 21, nodeCPU: "1", podCPU: "1", probe: true, gangOnly: true},
 		{name: "gangs of 3 arriving, 5000 nodes", nodes: 5000, gangs: 1000, size: 3, nodeCPU: "4", podCPU: "1", arriving: true},
+		{name: "preemption: a gang of 8 on 1000 full nodes", nodes: 1000, gangs: 1, size: 8, nodeCPU: "1", podCPU: "1", preempt: true},
 	}},
 	"full": {limit: 6 * time.Minute, rounds: 3, scenarios: []perfScenario{
 		{name: "gangs of 4, all fit", nodes: 1000, gangs: 500, size: 4, nodeCPU: "4", podCPU: "1"},
@@ -83,6 +89,7 @@ var perfSizes = map[string]perfSizeSpec{
 		{name: "contention: 150% of the cluster", nodes: 1000, gangs: 150, size: 10, nodeCPU: "1", podCPU: "1", contention: true, gangOnly: true},
 		{name: "rollback: gang of n+1 on n nodes", nodes: 100, gangs: 1, size: 101, nodeCPU: "1", podCPU: "1", probe: true, gangOnly: true},
 		{name: "gangs of 3 arriving, 5000 nodes", nodes: 5000, gangs: 1000, size: 3, nodeCPU: "4", podCPU: "1", arriving: true},
+		{name: "preemption: a gang of 8 on 1000 full nodes", nodes: 1000, gangs: 1, size: 8, nodeCPU: "1", podCPU: "1", preempt: true},
 	}},
 }
 
@@ -155,6 +162,10 @@ func TestPerformance(t *testing.T) {
 	if !ok {
 		t.Fatalf("unknown -perf.size %q", *perfSize)
 	}
+	only, err := regexp.Compile(*perfOnly)
+	if err != nil {
+		t.Fatalf("-perf.only: %v", err)
+	}
 	c := startCluster(t, workloadAPIFlags...)
 	// One untimed run per variant first: the first scheduler of a process
 	// and the first objects of an API server pay one-time costs.
@@ -164,7 +175,7 @@ func TestPerformance(t *testing.T) {
 	}
 	var results []perfResult
 	for i, s := range size.scenarios {
-		if !strings.Contains(s.name, *perfOnly) {
+		if !only.MatchString(s.name) {
 			continue
 		}
 		var variants []perfVariant
@@ -217,10 +228,18 @@ func (c *cluster) runPerf(t *testing.T, s perfScenario, v perfVariant, limit tim
 			c.createWorkload(t, ns, fmt.Sprintf("job%d", g), podGroup{name: "workers", minCount: int32(s.size)})
 		}
 	}
+	if s.preempt {
+		c.ensurePriorityClasses(t)
+		c.reapTerminating(t, ns)
+		c.fillNodes(t, ns, s.nodes, s.podCPU)
+	}
 	pods := make([]podSpec, 0, s.pods())
 	for g := 0; g < s.gangs; g++ {
 		for i := 0; i < s.size; i++ {
 			p := podSpec{name: fmt.Sprintf("g%d-%d", g, i), cpu: s.podCPU, scheduler: v.profile}
+			if s.preempt {
+				p.priorityClass = highPriority
+			}
 			if v.gangs {
 				p.workload, p.podGroup = fmt.Sprintf("job%d", g), "workers"
 			}
@@ -243,9 +262,11 @@ func (c *cluster) runPerf(t *testing.T, s perfScenario, v perfVariant, limit tim
 		if s.probe {
 			return bound["probe-0"]
 		}
-		n := len(bound)
-		if bound["ready"] {
-			n--
+		n := 0
+		for name := range bound {
+			if strings.HasPrefix(name, "g") {
+				n++
+			}
 		}
 		return n >= want
 	}
@@ -370,6 +391,18 @@ func (c *cluster) addNodesParallel(t *testing.T, pool string, n int, cpu string)
 	t.Helper()
 	parallel(t, n, func(i int) error {
 		return c.createNode(pool, fmt.Sprintf("%s-node-%d", pool, i), cpu)
+	})
+}
+
+// fillNodes puts a low-priority pod on each node of the pool, bound by
+// spec.nodeName (no scheduler places it).
+func (c *cluster) fillNodes(t *testing.T, ns string, n int, cpu string) {
+	t.Helper()
+	parallel(t, n, func(i int) error {
+		pod := c.podObject(ns, podSpec{name: fmt.Sprintf("filler-%d", i), cpu: cpu, priorityClass: lowPriority})
+		pod.Spec.NodeName = fmt.Sprintf("%s-node-%d", ns, i)
+		_, err := c.client.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{})
+		return err
 	})
 }
 

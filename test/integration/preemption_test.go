@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 )
 
@@ -259,4 +262,161 @@ func (c *cluster) wantGone(t *testing.T, ns string, names ...string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// preemptionChurn is how long the preemption churn runs in make test.
+const preemptionChurn = 30 * time.Second
+
+// churnCase: low-priority gangs of 4 and high-priority gangs of 2 arrive on
+// 16 nodes, now and then a high-priority gang too large for the cluster,
+// and whole gangs finish. No gang may be left broken by an eviction, and
+// every eviction must be followed by a higher-priority pod on its node.
+var churnCase = clusterCase{"churn: low gangs of 4, high gangs of 2 on 16 nodes: no gang broken, no eviction for nothing", func(t *testing.T, c *cluster) {
+	ns := c.preemptionNamespace(t)
+	c.addNodes(t, ns, 16, "1")
+	w := c.watchEvictions(t, ns)
+	c.createWorkload(t, ns, "low", podGroup{name: "workers", minCount: 4})
+	c.createWorkload(t, ns, "high", podGroup{name: "workers", minCount: 2})
+	c.createWorkload(t, ns, "huge", podGroup{name: "workers", minCount: 20})
+	var live []string
+	deadline := time.Now().Add(preemptionChurn)
+	for i := 0; time.Now().Before(deadline); i++ {
+		switch {
+		case i%10 == 9:
+			c.createPriorityGangKey(t, ns, "huge", fmt.Sprintf("x%d", i), 20, highPriority)
+		case i%3 == 2:
+			c.createPriorityGangKey(t, ns, "high", fmt.Sprintf("h%d", i), 2, highPriority)
+		default:
+			c.createPriorityGangKey(t, ns, "low", fmt.Sprintf("l%d", i), 4, lowPriority)
+		}
+		live = append(live, fmt.Sprintf("%d", i))
+		if i%4 == 3 && len(live) > 4 {
+			// An old gang finishes.
+			for _, prefix := range []string{"l", "h", "x"} {
+				c.deletePrefix(t, ns, prefix+live[0])
+			}
+			live = live[1:]
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second)
+	w.check(t)
+}}
+
+func init() { preemptionCases = append(preemptionCases, churnCase) }
+
+func (c *cluster) createPriorityGangKey(t *testing.T, ns, workload, prefix string, n int, class string) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		c.createPod(t, ns, podSpec{name: fmt.Sprintf("%s-%d", prefix, i), workload: workload, podGroup: "workers", replicaKey: prefix, priorityClass: class})
+	}
+}
+
+// deletePrefix deletes the pods of a gang, if any are left.
+func (c *cluster) deletePrefix(t *testing.T, ns, prefix string) {
+	t.Helper()
+	pods, err := c.client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if strings.HasPrefix(p.Name, prefix+"-") {
+			_ = c.client.CoreV1().Pods(ns).Delete(context.Background(), p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+		}
+	}
+}
+
+// evictionWatcher records, from the pods' updates, every preemption victim
+// (its node, priority, gang prefix) and every binding (node, priority, time).
+type evictionWatcher struct {
+	mu       sync.Mutex
+	evicted  []eviction
+	bindings map[string][]binding
+	// boundOf counts, per gang prefix, the members that were ever bound.
+	boundOf map[string]map[string]bool
+}
+
+type eviction struct {
+	pod, gang, node string
+	priority        int32
+	at              time.Time
+}
+
+type binding struct {
+	priority int32
+	at       time.Time
+}
+
+func (c *cluster) watchEvictions(t *testing.T, ns string) *evictionWatcher {
+	w := &evictionWatcher{bindings: map[string][]binding{}, boundOf: map[string]map[string]bool{}}
+	seen := map[string]bool{}
+	factory := informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithNamespace(ns))
+	record := func(obj interface{}) {
+		pod, ok := obj.(*v1.Pod)
+		if !ok || pod.Spec.NodeName == "" {
+			return
+		}
+		prio := ptr.Deref(pod.Spec.Priority, 0)
+		gangPrefix := pod.Name[:strings.LastIndexByte(pod.Name, '-')]
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		key := string(pod.UID)
+		if !seen[key] {
+			seen[key] = true
+			w.bindings[pod.Spec.NodeName] = append(w.bindings[pod.Spec.NodeName], binding{priority: prio, at: time.Now()})
+			if w.boundOf[gangPrefix] == nil {
+				w.boundOf[gangPrefix] = map[string]bool{}
+			}
+			w.boundOf[gangPrefix][pod.Name] = true
+		}
+		for _, cond := range pod.Status.Conditions {
+			if cond.Type == v1.DisruptionTarget && cond.Reason == v1.PodReasonPreemptionByScheduler && !seen["evicted/"+key] {
+				seen["evicted/"+key] = true
+				w.evicted = append(w.evicted, eviction{pod: pod.Name, gang: gangPrefix, node: pod.Spec.NodeName, priority: prio, at: time.Now()})
+			}
+		}
+	}
+	if _, err := factory.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    record,
+		UpdateFunc: func(_, obj interface{}) { record(obj) },
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	factory.Start(stop)
+	factory.WaitForCacheSync(stop)
+	t.Cleanup(func() { close(stop); factory.Shutdown() })
+	return w
+}
+
+// check fails for a gang some but not all of whose bound members were
+// evicted, and for a victim gang (or pod) after whose eviction no
+// higher-priority pod bound on any of the nodes it was evicted from: an
+// eviction for nothing. A whole gang evicted for a smaller one frees more
+// nodes than the preemptor takes; those are the price of not breaking it.
+func (w *evictionWatcher) check(t *testing.T) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	byGang := map[string][]eviction{}
+	for _, e := range w.evicted {
+		byGang[e.gang] = append(byGang[e.gang], e)
+	}
+	for g, evictions := range byGang {
+		if bound := len(w.boundOf[g]); len(evictions) != bound {
+			t.Errorf("gang %s: %d of its %d bound members evicted: broken", g, len(evictions), bound)
+		}
+		followed := false
+		for _, e := range evictions {
+			for _, b := range w.bindings[e.node] {
+				if b.at.After(e.at) && b.priority > e.priority {
+					followed = true
+				}
+			}
+		}
+		if !followed {
+			t.Errorf("gang %s was evicted and no higher-priority pod followed on its nodes", g)
+		}
+	}
+	t.Logf("%d pods evicted from %d gangs", len(w.evicted), len(byGang))
 }
