@@ -353,8 +353,8 @@ func (x *Index) Fail(key Key, attempt uint64, outcome Outcome, now time.Time) Ef
 // that can make a higher-priority gang fit. So among the gangs that back off,
 // only those of the highest priority are woken, each once per failed
 // attempt; the others wait for their backoff's end, or for capacity once the
-// higher ones have tried. A gang that assembles or has an attempt under way
-// is not woken by capacity.
+// higher ones have tried. A gang that assembles, has an attempt under way or
+// waits for the victims of its preemption is not woken by capacity.
 func (x *Index) WakeOnCapacity(key Key, now time.Time) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -363,7 +363,8 @@ func (x *Index) WakeOnCapacity(key Key, now time.Time) bool {
 		return true
 	}
 	switch g.phase(now) {
-	case PhaseAssembling, PhaseAttempting:
+	case PhaseAssembling, PhaseAttempting, PhasePreempting:
+		// A gang that waits for its victims is woken by their deletion.
 		return false
 	case PhaseBackingOff:
 	default:

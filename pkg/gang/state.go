@@ -104,6 +104,10 @@ type Effects struct {
 	Admitted bool
 	Allow    []types.UID
 	Waited   time.Duration
+	// Eventful: the admitted attempt followed a failed one, or the gang
+	// waited for its members longer than an assembly takes; the user was
+	// told something about the gang, and should hear how it ended.
+	Eventful bool
 	// RolledBack: this transition failed the attempt with Outcome. Reject
 	// lists the members waiting at Permit to reject (the pod the transition
 	// was called for is never in it: its own callback says so). Backoff is
@@ -208,6 +212,8 @@ type gang struct {
 	victimsDeadline time.Time
 	// nominated is set while members hold nominations from a preemption.
 	nominated bool
+	// failures counts the gang's failed attempts.
+	failures int
 }
 
 func (g *gang) phase(now time.Time) Phase {
@@ -358,7 +364,12 @@ func (g *gang) tryAdmit(e *Effects, self types.UID, w Witness, backoff time.Dura
 	}
 	g.admitted = true
 	e.Admitted, e.Allow, e.Waited = true, allow, sinceOrZero(now, g.attemptStart)
+	e.Eventful = g.failures > 0 || sinceOrZero(now, g.firstSeen) > AssemblyGrace
 }
+
+// AssemblyGrace is how long a gang's members may take to arrive before the
+// gang is worth an event (see Effects.Eventful).
+const AssemblyGrace = time.Second
 
 // fail ends the current attempt: every live reservation is marked rejected
 // (the plugin rejects those waiting at Permit, except self), the attempt
@@ -379,6 +390,7 @@ func (g *gang) fail(e *Effects, outcome Outcome, backoff time.Duration, self typ
 			}
 		}
 	}
+	g.failures++
 	e.RolledBack, e.Outcome, e.Backoff = true, outcome, backoff
 	e.Waited = sinceOrZero(now, g.attemptStart)
 	if len(g.victims) == 0 && g.nominated {

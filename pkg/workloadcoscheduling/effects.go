@@ -48,8 +48,12 @@ func (pl *WorkloadCoscheduling) carryOut(ctx context.Context, key gang.Key, e ga
 	if e.Admitted {
 		gangAttempts.WithLabelValues(string(gang.OutcomeAdmitted)).Inc()
 		permitWaitDuration.WithLabelValues(string(gang.OutcomeAdmitted)).Observe(e.Waited.Seconds())
-		pl.tellWorkload(key, v1.EventTypeNormal, ReasonGangAdmitted,
-			fmt.Sprintf("gang %s has %d members placed, its quorum: all go to binding", key, e.Counts.Placed()))
+		// An untroubled gang's admission is in its pods' Scheduled events and
+		// the metrics; one the user heard about before gets its ending.
+		if e.Eventful {
+			pl.tellWorkload(key, v1.EventTypeNormal, ReasonGangAdmitted,
+				fmt.Sprintf("gang %s has %d members placed, its quorum: all go to binding", key, e.Counts.Placed()))
+		}
 		pl.allow(e.Allow)
 	}
 	if e.Completed {

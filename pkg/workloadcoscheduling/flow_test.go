@@ -90,7 +90,7 @@ func newFlow(t *testing.T) *flow {
 		informers: informers.NewSharedInformerFactory(client, 0),
 		recorder:  events.NewFakeRecorder(1000),
 		activator: &activations{},
-		now:       time.Unix(2_000_000_000, 0),
+		now:       time.Now(),
 		binding:   map[types.UID]chan *fwk.Status{},
 	}
 	ours := []schedulerapi.Plugin{{Name: Name}}

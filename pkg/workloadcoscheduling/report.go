@@ -98,7 +98,7 @@ func (pl *WorkloadCoscheduling) tellGangWaiting(pod *v1.Pod, key gang.Key, reaso
 
 // assemblyGrace is how long a gang may wait for its members before the
 // user is told (see tellGangWaiting).
-const assemblyGrace = time.Second
+const assemblyGrace = gang.AssemblyGrace
 
 // startupReports holds the pods turned away before the plugin's handlers had
 // synced.

@@ -115,6 +115,7 @@ var eventCases = []clusterCase{
 
 // ourReasons are the reasons of the plugin's events.
 var ourReasons = map[string]bool{"WaitingForGangMembers": true, "GangBackoff": true, "GangRolledBack": true, "GangAdmitted": true,
+	"GangPreempting": true, "GangPreempted": true, "WaitingForPreemptionVictims": true,
 	"WorkloadNotFound": true, "PodGroupNotFound": true}
 
 // waitOurEvents waits until the scheduler has rolled back attempts gangs
