@@ -347,6 +347,22 @@ func (x *Index) Fail(key Key, attempt uint64, outcome Outcome, now time.Time) Ef
 	return e
 }
 
+// SetMinCount gives the gang its quorum, once its Workload is known (its
+// members may have been observed before). It returns the effects: the
+// quorum may be reached already.
+func (x *Index) SetMinCount(key Key, minCount int, now time.Time) Effects {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	g, ok := x.gangs[key]
+	if !ok || minCount <= 0 {
+		return Effects{}
+	}
+	g.setMinCount(minCount)
+	var e Effects
+	g.afterChange(&e, now)
+	return e
+}
+
 // WakeOnCapacity reports whether more capacity (a bound pod deleted, a node
 // added) can let the gang try now, and lifts the gang's backoff when that is
 // what holds it: backoff stops spinning on an unchanged cluster, not a change
@@ -444,9 +460,31 @@ func (x *Index) VictimGone(uid types.UID, now time.Time) (Key, Effects) {
 	var e Effects
 	g.afterChange(&e, now)
 	if len(g.victims) == 0 {
-		e.Activate = true
+		e.Activate, g.victimsGone = true, now
 	}
 	return key, e
+}
+
+// PreemptionCooldown is how long after its last victim went a gang does not
+// preempt again. The informers that tell the plugin a victim is gone can be
+// ahead of the scheduler's cache: an attempt made at once may still see the
+// victim on its node. It then fails as any attempt does, and the capacity
+// the cache frees wakes it (WakeOnCapacity), rather than evicting more.
+const PreemptionCooldown = 3 * time.Second
+
+// MayPreempt reports whether the gang may evict now: not while it waits for
+// its victims, nor within PreemptionCooldown after they went.
+func (x *Index) MayPreempt(key Key, now time.Time) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	g, ok := x.gangs[key]
+	if !ok {
+		return true
+	}
+	if len(g.victims) > 0 && now.Before(g.victimsDeadline) {
+		return false
+	}
+	return g.victimsGone.IsZero() || now.Sub(g.victimsGone) >= PreemptionCooldown
 }
 
 // Release rejects the members waiting at Permit without failing the gang:

@@ -210,6 +210,8 @@ type gang struct {
 	// evicts nothing more.
 	victims         map[types.UID]struct{}
 	victimsDeadline time.Time
+	// victimsGone is when the last victim of the gang's preemption went.
+	victimsGone time.Time
 	// nominated is set while members hold nominations from a preemption.
 	nominated bool
 	// failures counts the gang's failed attempts.

@@ -160,6 +160,10 @@ func (pl *WorkloadCoscheduling) victimGone(logger klog.Logger, pod *v1.Pod) {
 	if pod == nil {
 		return
 	}
+	// The scheduler's cache may still hold the victim when this runs: an
+	// attempt that fails on that account does not preempt again
+	// (gang.PreemptionCooldown); the Pod/Delete hint wakes the gang once the
+	// cache let the victim go.
 	if key, e := pl.index.VictimGone(pod.UID, pl.now()); e.Activate {
 		pl.activate(logger, key, "the pods it preempted are gone")
 	}
@@ -177,6 +181,9 @@ func (pl *WorkloadCoscheduling) workloadAdded(logger klog.Logger, w *schedulingv
 func (pl *WorkloadCoscheduling) workloadArrived(logger klog.Logger, w workloadObject, portable bool) {
 	pl.checkAnnotations(w)
 	for _, key := range pl.index.GangsOf(gang.WorkloadKey{Namespace: w.GetNamespace(), Name: w.GetName(), Portable: portable}) {
+		if policy, reason := pl.resolver.ResolveKey(key); reason == nil && policy.IsGang() {
+			pl.index.SetMinCount(key, int(policy.MinCount), pl.now())
+		}
 		pl.activate(logger, key, "workload added")
 	}
 }

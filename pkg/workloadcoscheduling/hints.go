@@ -70,6 +70,10 @@ func (pl *WorkloadCoscheduling) isSchedulableAfterPodDeleted(logger klog.Logger,
 	if deleted.Spec.NodeName == "" || !pl.reallyDeleted(deleted) {
 		return fwk.QueueSkip, nil
 	}
+	// The deleted pod may be a victim the pod's gang waits for; this hint
+	// runs after the scheduler's cache let it go, the plugin's handler maybe
+	// not yet.
+	pl.index.VictimGone(deleted.UID, pl.now())
 	if !pl.capacityCanHelp(pod) {
 		return fwk.QueueSkip, nil
 	}

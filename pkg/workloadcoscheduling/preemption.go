@@ -101,7 +101,7 @@ func (pl *WorkloadCoscheduling) preempt(ctx context.Context, state fwk.CycleStat
 // them anew). It returns the attempt, or false when the gang must not
 // preempt now (it waits for its victims, or lacks members).
 func (pl *WorkloadCoscheduling) gangMembersToPlace(p *planner, m membership, pod *v1.Pod) (uint64, bool) {
-	if phase, _ := pl.index.Phase(m.key, pl.now()); phase == gang.PhasePreempting {
+	if !pl.index.MayPreempt(m.key, pl.now()) {
 		return 0, false
 	}
 	_, reserved, attempt := pl.index.Members(m.key)

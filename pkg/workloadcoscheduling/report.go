@@ -87,10 +87,11 @@ func (pl *WorkloadCoscheduling) tellGangWaiting(pod *v1.Pod, key gang.Key, reaso
 	}
 	time.AfterFunc(pl.assemblyGrace, func() {
 		policy, problem := pl.resolver.ResolveKey(key)
-		if phase, ok := pl.index.Phase(key, pl.now()); !ok || phase != gang.PhaseAssembling || problem != nil {
+		present := pl.index.Counts(key).Present
+		if problem != nil || !policy.IsGang() || present >= int(policy.MinCount) {
 			return
 		}
-		msg := fmt.Sprintf("waiting for the members of gang %s: %d/%d present", key, pl.index.Counts(key).Present, policy.MinCount)
+		msg := fmt.Sprintf("waiting for the members of gang %s: %d/%d present", key, present, policy.MinCount)
 		pl.sched.EventRecorder().Eventf(pod, nil, v1.EventTypeNormal, reason, "Scheduling", msg)
 		pl.tellWorkload(key, v1.EventTypeNormal, reason, msg)
 	})

@@ -473,18 +473,17 @@ func perfTable(results []perfResult) string {
 		seconds := fmt.Sprintf("%.3f", r.elapsed.Seconds())
 		podsPerSec, gangsPerSec := "-", "-"
 		if !r.done {
-			seconds = fmt.Sprintf(">%.0f (unfinished)", r.elapsed.Seconds())
+			seconds = fmt.Sprintf("> %.0f (unfinished)", r.elapsed.Seconds())
 		} else if r.pods > 1 {
 			podsPerSec = fmt.Sprintf("%.0f", float64(r.pods)/r.elapsed.Seconds())
 			gangsPerSec = fmt.Sprintf("%.1f", float64(r.gangs)/r.elapsed.Seconds())
 		}
 		ratio := "-"
-		if ours := byScenario[r.scenario]["ours"]; r.variant != "ours" && ours.done {
-			// Speed of ours over this one: time taken by this one ÷ ours.
+		if ours := byScenario[r.scenario]["ours"]; r.variant != "ours" && ours.done && r.done {
+			// Speed of ours over this one: time taken by this one ÷ ours. An
+			// unfinished run has no ratio: its time is the limit, not a
+			// measurement.
 			ratio = fmt.Sprintf("%.2f×", r.elapsed.Seconds()/ours.elapsed.Seconds())
-			if !r.done {
-				ratio = ">" + ratio
-			}
 		}
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.0f\n", r.scenario, r.variant, r.pods, r.gangs, r.rounds, seconds, podsPerSec, gangsPerSec, ratio, r.queueAdds)
 	}

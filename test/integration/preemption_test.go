@@ -153,12 +153,17 @@ var preemptionCases = []clusterCase{
 }
 
 // preemptionNamespace is a namespace for a preemption case, with the
-// PriorityClasses and a reaper: nothing else ends evicted pods here.
+// PriorityClasses, a reaper (nothing else ends evicted pods here) and the
+// invariant watcher.
 func (c *cluster) preemptionNamespace(t *testing.T) string {
 	t.Helper()
 	c.ensurePriorityClasses(t)
 	ns := c.namespace(t)
 	c.reapTerminating(t, ns)
+	// Never partial for longer than binding takes, never bound twice, in
+	// every case.
+	inv := c.watchInvariants(t, ns)
+	t.Cleanup(func() { inv.check(t) })
 	return ns
 }
 
