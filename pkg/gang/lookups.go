@@ -271,6 +271,16 @@ func (x *Index) SetGangReason(key Key, reason string) bool {
 	return true
 }
 
+// Reported records that the user was told the gang waits, so that its
+// admission is told too (Effects.Eventful).
+func (x *Index) Reported(key Key) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if g, ok := x.gangs[key]; ok {
+		g.reported = true
+	}
+}
+
 // Summary is one gang as Each reports it.
 type Summary struct {
 	Key      Key

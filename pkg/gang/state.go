@@ -104,9 +104,9 @@ type Effects struct {
 	Admitted bool
 	Allow    []types.UID
 	Waited   time.Duration
-	// Eventful: the admitted attempt followed a failed one, or the gang
-	// waited for its members longer than an assembly takes; the user was
-	// told something about the gang, and should hear how it ended.
+	// Eventful: the admitted attempt followed a failed one, or the user was
+	// told the gang waits (Index.Reported); either way the user should hear
+	// how it ended.
 	Eventful bool
 	// RolledBack: this transition failed the attempt with Outcome. Reject
 	// lists the members waiting at Permit to reject (the pod the transition
@@ -214,8 +214,10 @@ type gang struct {
 	victimsGone time.Time
 	// nominated is set while members hold nominations from a preemption.
 	nominated bool
-	// failures counts the gang's failed attempts.
+	// failures counts the gang's failed attempts; reported is set once the
+	// user was told the gang waits (see Index.Reported).
 	failures int
+	reported bool
 }
 
 func (g *gang) phase(now time.Time) Phase {
@@ -366,12 +368,8 @@ func (g *gang) tryAdmit(e *Effects, self types.UID, w Witness, backoff time.Dura
 	}
 	g.admitted = true
 	e.Admitted, e.Allow, e.Waited = true, allow, sinceOrZero(now, g.attemptStart)
-	e.Eventful = g.failures > 0 || sinceOrZero(now, g.firstSeen) > AssemblyGrace
+	e.Eventful = g.failures > 0 || g.reported
 }
-
-// AssemblyGrace is how long a gang's members may take to arrive before the
-// gang is worth an event (see Effects.Eventful).
-const AssemblyGrace = time.Second
 
 // fail ends the current attempt: every live reservation is marked rejected
 // (the plugin rejects those waiting at Permit, except self), the attempt

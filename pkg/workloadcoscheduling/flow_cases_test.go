@@ -41,10 +41,24 @@ func TestFlowGangAdmittedTogether(t *testing.T) {
 		f.wantCode("wait of "+p.Name, f.outcome(p), fwk.Success)
 		f.finish(p, false)
 	}
-	// A gang that assembled at once and was admitted at its first attempt
-	// is no story for its Workload; one that failed before is.
-	if got := f.events(ReasonGangAdmitted); len(got) != 0 {
-		t.Fatalf("admitted events of an untroubled gang: %v", got)
+	// The user was told the gang waited for members: its admission is told
+	// too, once.
+	if got := f.events(ReasonGangAdmitted); len(got) != 1 {
+		t.Fatalf("admitted events of a gang reported waiting: %v", got)
+	}
+}
+
+// A gang nobody was told about (its members arrived together, its first
+// attempt succeeded) costs its Workload no event.
+func TestFlowUntroubledGangTellsNothing(t *testing.T) {
+	f := newFlow(t)
+	f.workload("job", 2)
+	a, b := gangPod("a", "job", "").Obj(), gangPod("b", "job", "").Obj()
+	f.add(a, b)
+	f.wantCode("a waits at Permit", f.cycle(a, "n1"), fwk.Wait)
+	f.wantCode("b admits the gang", f.cycle(b, "n2"), fwk.Success)
+	if got := append(f.events(ReasonGangAdmitted), f.events(ReasonWaitingForGangMembers)...); len(got) != 0 {
+		t.Fatalf("events of an untroubled gang: %v", got)
 	}
 }
 

@@ -81,6 +81,7 @@ func (pl *WorkloadCoscheduling) tellGangWaiting(pod *v1.Pod, key gang.Key, reaso
 		return
 	}
 	if reason != ReasonWaitingForGangMembers || pl.assemblyGrace == 0 {
+		pl.index.Reported(key)
 		pl.sched.EventRecorder().Eventf(pod, nil, v1.EventTypeNormal, reason, "Scheduling", msg)
 		pl.tellWorkload(key, v1.EventTypeNormal, reason, msg)
 		return
@@ -92,6 +93,7 @@ func (pl *WorkloadCoscheduling) tellGangWaiting(pod *v1.Pod, key gang.Key, reaso
 			return
 		}
 		msg := fmt.Sprintf("waiting for the members of gang %s: %d/%d present", key, present, policy.MinCount)
+		pl.index.Reported(key)
 		pl.sched.EventRecorder().Eventf(pod, nil, v1.EventTypeNormal, reason, "Scheduling", msg)
 		pl.tellWorkload(key, v1.EventTypeNormal, reason, msg)
 	})
@@ -99,7 +101,7 @@ func (pl *WorkloadCoscheduling) tellGangWaiting(pod *v1.Pod, key gang.Key, reaso
 
 // assemblyGrace is how long a gang may wait for its members before the
 // user is told (see tellGangWaiting).
-const assemblyGrace = gang.AssemblyGrace
+const assemblyGrace = time.Second
 
 // startupReports holds the pods turned away before the plugin's handlers had
 // synced.
