@@ -26,7 +26,8 @@ import (
 var (
 	perfSize = flag.String("perf.size", "smoke", "size of TestPerformance: smoke (part of make test), quick (make bench) or full")
 	perfOut  = flag.String("perf.out", "", "also write TestPerformance's results table to this file")
-	perfOnly = flag.String("perf.only", "", "run only the scenarios whose name matches this regular expression")
+	perfOnly   = flag.String("perf.only", "", "run only the scenarios whose name matches this regular expression")
+	perfRounds = flag.Int("perf.rounds", 0, "rounds per scenario and variant (0: the size's own)")
 )
 
 // perfScenario is one workload, run through each scheduler variant.
@@ -161,6 +162,9 @@ func TestPerformance(t *testing.T) {
 	size, ok := perfSizes[*perfSize]
 	if !ok {
 		t.Fatalf("unknown -perf.size %q", *perfSize)
+	}
+	if *perfRounds > 0 {
+		size.rounds = *perfRounds
 	}
 	only, err := regexp.Compile(*perfOnly)
 	if err != nil {
