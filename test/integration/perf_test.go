@@ -24,8 +24,8 @@ import (
 )
 
 var (
-	perfSize = flag.String("perf.size", "smoke", "size of TestPerformance: smoke (part of make test), quick (make bench) or full")
-	perfOut  = flag.String("perf.out", "", "also write TestPerformance's results table to this file")
+	perfSize   = flag.String("perf.size", "smoke", "size of TestPerformance: smoke (part of make test), quick (make bench) or full")
+	perfOut    = flag.String("perf.out", "", "also write TestPerformance's results table to this file")
 	perfOnly   = flag.String("perf.only", "", "run only the scenarios whose name matches this regular expression")
 	perfRounds = flag.Int("perf.rounds", 0, "rounds per scenario and variant (0: the size's own)")
 )
