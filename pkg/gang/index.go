@@ -416,18 +416,23 @@ func (x *Index) topLocked(now time.Time) int32 {
 	return top
 }
 
-// Preempted records that the gang's attempt evicted victims to make room
-// for its members: the attempt ends (its waiting members are rejected, with
-// no backoff), and the gang waits for the victims to go, at most wait,
-// evicting nothing more meanwhile. Its members hold nominations for the
-// freed nodes; when a later attempt fails, Effects.Nominated says to clear
-// them.
-func (x *Index) Preempted(key Key, attempt uint64, victims []types.UID, wait time.Duration, now time.Time) Effects {
+// Preempted records that the gang's attempt is about to evict victims to
+// make room for its members: the attempt ends (its waiting members are
+// rejected, with no backoff), and the gang waits for the victims to go, at
+// most wait, evicting nothing more meanwhile. Its members hold nominations
+// for the freed nodes; when a later attempt fails, Effects.Nominated says to
+// clear them.
+//
+// It is called before the evictions, so that no victim's deletion can be
+// seen before the gang waits for it; false means the attempt is over and
+// nothing may be evicted for it. A victim whose eviction then fails is
+// given up with VictimGone.
+func (x *Index) Preempted(key Key, attempt uint64, victims []types.UID, wait time.Duration, now time.Time) (Effects, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	g, ok := x.gangs[key]
 	if !ok || g.attempt != attempt || g.admitted || g.running() {
-		return Effects{}
+		return Effects{}, false
 	}
 	var e Effects
 	g.fail(&e, OutcomePreempting, 0, "", now)
@@ -439,11 +444,12 @@ func (x *Index) Preempted(key Key, attempt uint64, victims []types.UID, wait tim
 	g.victimsDeadline, g.nominated = now.Add(wait), true
 	g.afterChange(&e, now)
 	x.track(key, &e)
-	return e
+	return e, true
 }
 
-// VictimGone records that a pod was deleted. When it was the last victim a
-// gang waited for, the gang is returned with Activate set.
+// VictimGone records that a pod was deleted, or that its eviction failed:
+// the gang no longer waits for it. When it was the last victim a gang
+// waited for, the gang is returned with Activate set.
 func (x *Index) VictimGone(uid types.UID, now time.Time) (Key, Effects) {
 	x.mu.Lock()
 	defer x.mu.Unlock()

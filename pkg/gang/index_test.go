@@ -213,3 +213,39 @@ func TestIndexReservedOn(t *testing.T) {
 		t.Errorf("ReservedOn(n1) after the rollback = %v, want none", got)
 	}
 }
+
+// A gang that preempts waits for its victims from before the first is
+// evicted; each deletion, or a failed eviction given up, counts once, and the
+// last wakes the gang.
+func TestPreemptedWaitsForVictims(t *testing.T) {
+	x := NewIndex(Config{Backoff: 10 * time.Second})
+	now := time.Now()
+	x.ObservePod(keyA, pod("a", ""), false, 2, nil, now)
+	x.ObservePod(keyA, pod("b", ""), false, 2, nil, now)
+	attempt := x.Attempt(keyA)
+	if _, ok := x.Preempted(keyA, attempt+1, []types.UID{"v1"}, time.Minute, now); ok {
+		t.Fatalf("a stale attempt may preempt")
+	}
+	if _, ok := x.Preempted(keyA, attempt, []types.UID{"v1", "v2"}, time.Minute, now); !ok {
+		t.Fatalf("the current attempt may not preempt")
+	}
+	if x.MayPreempt(keyA, now) {
+		t.Errorf("a gang waiting for its victims may preempt again")
+	}
+	if _, e := x.VictimGone("unrelated", now); e.Activate {
+		t.Errorf("a pod no gang waits for woke a gang")
+	}
+	if _, e := x.VictimGone("v1", now); e.Activate {
+		t.Errorf("the first of two victims woke the gang")
+	}
+	if _, e := x.VictimGone("v1", now); e.Activate {
+		t.Errorf("a victim counted twice")
+	}
+	key, e := x.VictimGone("v2", now)
+	if !e.Activate || key != keyA {
+		t.Fatalf("the last victim gone: got %v, activate %v; want %v woken", key, e.Activate, keyA)
+	}
+	if x.MayPreempt(keyA, now.Add(PreemptionCooldown/2)) || !x.MayPreempt(keyA, now.Add(PreemptionCooldown)) {
+		t.Errorf("the cooldown after the victims went is not %v", PreemptionCooldown)
+	}
+}

@@ -1,12 +1,15 @@
 package workloadcoscheduling
 
 import (
+	"sort"
 	"testing"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
+	st "k8s.io/kubernetes/pkg/scheduler/testing"
 
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
 )
@@ -304,6 +307,41 @@ func TestFlowQuorumCompletedAtReserve(t *testing.T) {
 		t.Fatalf("activated %v, want ns/a", got)
 	}
 	f.pl.podObserved(f.logger, b, false) // the handler catches up
+	if got := f.activator.take(); len(got) != 0 {
+		t.Fatalf("activated again: %v", got)
+	}
+}
+
+// The last victim of a preemption is counted by the Pod/Delete hint of one
+// member, before the plugin's handler sees it: the gang's other members,
+// gated until then, are woken all the same.
+func TestFlowLastVictimSeenByAHint(t *testing.T) {
+	f := newFlow(t)
+	f.workload("job", 2)
+	a, b := gangPod("a", "job", "").Obj(), gangPod("b", "job", "").Obj()
+	f.add(a, b)
+	key, _ := gang.KeyOf(a)
+	victim := st.MakePod().Namespace("ns").Name("victim").UID("victim").Node("n1").Obj()
+	if _, ok := f.pl.index.Preempted(key, f.pl.index.Attempt(key), []types.UID{victim.UID}, time.Minute, f.now); !ok {
+		t.Fatal("the gang may not preempt")
+	}
+	f.wantCode("a waits for the victim", f.preEnqueue(a), fwk.UnschedulableAndUnresolvable)
+	f.activator.take()
+	if _, err := f.pl.isSchedulableAfterPodDeleted(f.logger, a, victim, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The hint wakes them from another goroutine.
+	var got []string
+	for deadline := time.Now().Add(5 * time.Second); len(got) < 2 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+		got = append(got, f.activator.take()...)
+	}
+	sort.Strings(got)
+	if len(got) != 2 || got[0] != "ns/a" || got[1] != "ns/b" {
+		t.Fatalf("activated %v, want ns/a and ns/b", got)
+	}
+	f.pl.victimGone(f.logger, victim) // the handler catches up
+	f.wantCode("a passes PreEnqueue", f.preEnqueue(a), fwk.Success)
 	if got := f.activator.take(); len(got) != 0 {
 		t.Fatalf("activated again: %v", got)
 	}

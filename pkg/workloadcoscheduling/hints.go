@@ -72,8 +72,13 @@ func (pl *WorkloadCoscheduling) isSchedulableAfterPodDeleted(logger klog.Logger,
 	}
 	// The deleted pod may be a victim the pod's gang waits for; this hint
 	// runs after the scheduler's cache let it go, the plugin's handler maybe
-	// not yet.
-	pl.index.VictimGone(deleted.UID, pl.now())
+	// not yet. When it was the last, the gang's other members are woken too:
+	// this hint queues only its own pod, and the handler will find the
+	// victim already counted. Not from here: the queue is locked while its
+	// hints run, and Activate takes that lock.
+	if key, e := pl.index.VictimGone(deleted.UID, pl.now()); e.Activate {
+		go pl.activate(logger, key, "the pods it preempted are gone")
+	}
 	if !pl.capacityCanHelp(pod) {
 		return fwk.QueueSkip, nil
 	}

@@ -81,11 +81,22 @@ func (pl *WorkloadCoscheduling) preempt(ctx context.Context, state fwk.CycleStat
 		return nil, fmt.Sprintf("preemption would not make room for %s: nothing evicted", what), false
 	}
 	preemptor := describePreemptor(pod, m, isGang)
-	victims := pl.evict(ctx, plan, pod, preemptor)
+	planned := plan.victims()
+	var e gang.Effects
+	if isGang {
+		// The gang waits for its victims before the first is evicted: a
+		// victim's deletion seen before would be lost, and the gang would
+		// wait for it to the end of victimsWait.
+		var ok bool
+		if e, ok = pl.index.Preempted(m.key, attempt, planned, victimsWait, pl.now()); !ok {
+			return nil, "", false
+		}
+	}
+	evicted := pl.evict(ctx, plan, pod, preemptor)
 	preemptionAttempts.WithLabelValues(preemptionPreempted).Inc()
 	if isGang {
-		e := pl.index.Preempted(m.key, attempt, victims, victimsWait, pl.now())
-		pl.carryOut(ctx, m.key, e, fmt.Sprintf("%s preempted %d pods to make room; waiting for them to terminate", preemptor, len(victims)))
+		pl.giveUpVictims(logger, planned, evicted)
+		pl.carryOut(ctx, m.key, e, fmt.Sprintf("%s preempted %d pods to make room; waiting for them to terminate", preemptor, len(evicted)))
 		pl.nominate(ctx, plan.placement[1:])
 		time.AfterFunc(victimsWait, func() { pl.activate(logger, m.key, "victims' wait over") })
 		pl.tellWorkload(m.key, v1.EventTypeNormal, ReasonGangPreempting,
@@ -176,6 +187,26 @@ func (pl *WorkloadCoscheduling) evict(ctx context.Context, plan *preemptionPlan,
 		}
 	}
 	return victims
+}
+
+// giveUpVictims stops the gang waiting for the planned victims whose
+// eviction failed: they are not going.
+func (pl *WorkloadCoscheduling) giveUpVictims(logger klog.Logger, planned, evicted []types.UID) {
+	if len(evicted) == len(planned) {
+		return
+	}
+	gone := make(map[types.UID]bool, len(evicted))
+	for _, uid := range evicted {
+		gone[uid] = true
+	}
+	for _, uid := range planned {
+		if gone[uid] {
+			continue
+		}
+		if key, e := pl.index.VictimGone(uid, pl.now()); e.Activate {
+			pl.activate(logger, key, "no pod it preempted is left to wait for")
+		}
+	}
 }
 
 // evictPod marks the victim with a DisruptionTarget condition, as the

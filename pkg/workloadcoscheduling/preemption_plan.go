@@ -63,6 +63,17 @@ type preemptionPlan struct {
 	placement []nominee
 }
 
+// victims are the pods the plan evicts.
+func (p *preemptionPlan) victims() []types.UID {
+	var uids []types.UID
+	for _, u := range p.units {
+		for _, pod := range u.pods {
+			uids = append(uids, pod.UID)
+		}
+	}
+	return uids
+}
+
 type nominee struct {
 	pod  *v1.Pod
 	node string
