@@ -249,3 +249,43 @@ func TestPreemptedWaitsForVictims(t *testing.T) {
 		t.Errorf("the cooldown after the victims went is not %v", PreemptionCooldown)
 	}
 }
+
+// One placement per attempt: the first choice stands for the attempt's
+// other members; an attempt that failed in a preferred domain moves the
+// next choice a level on, without backoff; another failure keeps the level.
+func TestPlacementPerAttempt(t *testing.T) {
+	x := NewIndex(Config{Backoff: 10 * time.Second})
+	now := time.Now()
+	x.ObservePod(keyA, pod("a", ""), false, 2, nil, now)
+	x.ObservePod(keyA, pod("b", ""), false, 2, nil, now)
+	p, attempt, from := x.Placement(keyA)
+	if p != nil || from != 0 {
+		t.Fatalf("a new gang has placement %v from level %d", p, from)
+	}
+	rack := &Placement{Domain: "rack=r0", Level: 0}
+	if got, changed := x.Place(keyA, attempt, rack); got != rack || !changed {
+		t.Fatalf("Place = %v, %v; want the rack, changed", got, changed)
+	}
+	if got, changed := x.Place(keyA, attempt, &Placement{Domain: "rack=r1"}); got != rack || changed {
+		t.Fatalf("a second choice within the attempt: %v, %v; want the first", got, changed)
+	}
+	e := x.Fail(keyA, attempt, OutcomeUnfit, now)
+	if !e.RolledBack || e.Backoff != 0 {
+		t.Fatalf("a failure in a preferred domain: %+v, want a rollback without backoff", e)
+	}
+	p, attempt, from = x.Placement(keyA)
+	if p != nil || from != 1 {
+		t.Fatalf("after the failure: placement %v from level %d, want none from level 1", p, from)
+	}
+	if _, changed := x.Place(keyA, attempt-1, &Placement{Domain: "stale"}); changed {
+		t.Fatalf("a stale attempt's choice was recorded")
+	}
+	block := &Placement{Domain: "block=b0", Level: 1}
+	x.Place(keyA, attempt, block)
+	if e := x.Fail(keyA, attempt, OutcomePermitTimeout, now); e.Backoff == 0 {
+		t.Fatalf("a timeout in a preferred domain skips the backoff")
+	}
+	if _, _, from = x.Placement(keyA); from != 1 {
+		t.Fatalf("a timeout moved the level to %d", from)
+	}
+}

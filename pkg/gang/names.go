@@ -18,3 +18,11 @@ const (
 // the plugin's permitWaitingTimeSeconds for the gangs of that Workload: how
 // long an attempt may wait at Permit for its quorum.
 const PermitWaitingTimeAnnotation = "workload-coscheduling.io/permit-waiting-time-seconds"
+
+// Topology annotations on a Workload, built-in or portable: a node label key
+// whose one domain must hold each gang of the Workload, and up to three keys,
+// narrowest first, whose domains it should go in (workloadref.TopologyOf).
+const (
+	TopologyRequiredAnnotation  = "workload-coscheduling.io/topology-required"
+	TopologyPreferredAnnotation = "workload-coscheduling.io/topology-preferred"
+)

@@ -218,6 +218,13 @@ type gang struct {
 	// user was told the gang waits (see Index.Reported).
 	failures int
 	reported bool
+	// placement is the topology domain chosen for attempt placementAttempt;
+	// placed describes the last one the user was told of. fallback is the
+	// first preferred level the next choice may use (see fallBack).
+	placement        *Placement
+	placementAttempt uint64
+	placed           string
+	fallback         int
 }
 
 func (g *gang) phase(now time.Time) Phase {
@@ -366,7 +373,7 @@ func (g *gang) tryAdmit(e *Effects, self types.UID, w Witness, backoff time.Dura
 		}
 		allow = append(allow, uid)
 	}
-	g.admitted = true
+	g.admitted, g.fallback = true, 0
 	e.Admitted, e.Allow, e.Waited = true, allow, sinceOrZero(now, g.attemptStart)
 	e.Eventful = g.failures > 0 || g.reported
 }
@@ -379,7 +386,7 @@ func (g *gang) tryAdmit(e *Effects, self types.UID, w Witness, backoff time.Dura
 func (g *gang) fail(e *Effects, outcome Outcome, backoff time.Duration, self types.UID, now time.Time) {
 	// A gang with bound members must complete as soon as it can: bindings
 	// cannot be undone. So must one whose admitted attempt lost a binding.
-	if g.admitted || g.counts.Bound > 0 {
+	if g.admitted || g.counts.Bound > 0 || !g.fallBack(outcome) {
 		backoff = 0
 	}
 	for uid, m := range g.members {

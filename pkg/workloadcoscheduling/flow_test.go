@@ -75,7 +75,8 @@ func (a *activations) take() []string {
 	return pods
 }
 
-func newFlow(t *testing.T) *flow {
+// newFlow builds the flow; nodes, when given, are the scheduling snapshot.
+func newFlow(t *testing.T, nodes ...*v1.Node) *flow {
 	// The framework instruments its plugins with the scheduler's metrics.
 	schedulermetrics.Register()
 	logger, ctx := ktesting.NewTestContext(t)
@@ -112,7 +113,7 @@ func newFlow(t *testing.T) *flow {
 		frameworkruntime.WithEventRecorder(f.recorder),
 		frameworkruntime.WithPodActivator(f.activator),
 		frameworkruntime.WithWaitingPods(frameworkruntime.NewWaitingPodsMap()),
-		frameworkruntime.WithSnapshotSharedLister(schedulercache.NewEmptySnapshot()),
+		frameworkruntime.WithSnapshotSharedLister(schedulercache.NewSnapshot(nil, nodes)),
 	)
 	if err != nil {
 		t.Fatalf("building the framework: %v", err)

@@ -195,10 +195,14 @@ type workloadObject interface {
 }
 
 // checkAnnotations tells the user, on the Workload, when its Permit timeout
-// annotation is ignored or clamped.
+// annotation is ignored or clamped, or a topology annotation ignored.
 func (pl *WorkloadCoscheduling) checkAnnotations(w workloadObject) {
 	if _, problem := workloadref.PermitTimeoutOf(w); problem != "" {
 		pl.sched.EventRecorder().Eventf(w, nil, v1.EventTypeWarning, ReasonInvalidPermitWaitingTime, "Scheduling", problem)
+	}
+	_, problems := workloadref.TopologyOf(w)
+	for _, problem := range problems {
+		pl.sched.EventRecorder().Eventf(w, nil, v1.EventTypeWarning, ReasonInvalidTopology, "Scheduling", problem)
 	}
 }
 

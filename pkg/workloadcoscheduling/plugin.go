@@ -288,9 +288,9 @@ func (pl *WorkloadCoscheduling) gangReady(m membership, pod *v1.Pod) *waitStatus
 // PreFilter turns a gang member away before any node is looked at when its
 // gang cannot be tried now: a sibling's failure started a backoff while this
 // member was already in the queue, or members were deleted since it entered.
-func (pl *WorkloadCoscheduling) PreFilter(ctx context.Context, _ fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+func (pl *WorkloadCoscheduling) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
 	m, ok := pl.membershipOf(pod)
-	if !ok {
+	if !ok || simulating(state) {
 		return nil, nil
 	}
 	if m.reason != nil {
@@ -306,6 +306,9 @@ func (pl *WorkloadCoscheduling) PreFilter(ctx context.Context, _ fwk.CycleState,
 	if status := pl.gangReady(m, pod); status != nil {
 		return nil, status.Status
 	}
+	if !m.policy.Topology.IsZero() {
+		return pl.placeGang(ctx, pod, m)
+	}
 	return nil, nil
 }
 
@@ -316,8 +319,12 @@ func (pl *WorkloadCoscheduling) PreFilterExtensions() fwk.PreFilterExtensions { 
 // away a pod before any node is looked at, and never filters or scores a
 // node, so it adds nothing that could make two pods' feasible nodes differ.
 // Without a signer the framework turns opportunistic batching off for the
-// whole profile.
-func (pl *WorkloadCoscheduling) SignPod(context.Context, *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
+// whole profile. The exception is a member of a gang placed by topology:
+// its nodes are its attempt's domain, so it is not batched with others.
+func (pl *WorkloadCoscheduling) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
+	if m, ok := pl.membershipOf(pod); ok && m.isGang() && !m.policy.Topology.IsZero() {
+		return nil, fwk.NewStatus(fwk.Unschedulable, "a gang placed by topology has its own nodes")
+	}
 	return nil, nil
 }
 
@@ -344,9 +351,15 @@ func (pl *WorkloadCoscheduling) PostFilter(ctx context.Context, state fwk.CycleS
 		// Turned away by PreFilter, which said why: this is not a new failure.
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
-	result, msg, done := pl.preempt(ctx, state, pod, m, true)
-	if done {
-		return result, fwk.NewStatus(fwk.Success, msg)
+	var result *fwk.PostFilterResult
+	var msg string
+	if p, _, _ := pl.index.Placement(m.key); !p.Preferred() {
+		// Not from a preferred domain: the next attempt tries the next
+		// level without evicting anything.
+		var done bool
+		if result, msg, done = pl.preempt(ctx, state, pod, m, true); done {
+			return result, fwk.NewStatus(fwk.Success, msg)
+		}
 	}
 	why := fmt.Sprintf("gang %s rejected: member %s does not fit on any node", m.key, pod.Name)
 	if msg != "" {

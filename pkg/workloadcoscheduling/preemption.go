@@ -61,12 +61,17 @@ func (pl *WorkloadCoscheduling) preempt(ctx context.Context, state fwk.CycleStat
 	if pl.pdbs != nil {
 		pdbs, _ = pl.pdbs.List(labels.Everything())
 	}
-	units := p.units(pdbs)
-	if len(units) == 0 {
+	var plan *preemptionPlan
+	var candidates bool
+	if t := m.policy.Topology; isGang && t != nil && t.Required != "" {
+		plan, candidates = p.planInDomains(pdbs, t.Required, pl.boundNodes(m.key))
+	} else if units := p.units(pdbs); len(units) > 0 {
+		plan, candidates = p.plan(units), true
+	}
+	if !candidates {
 		preemptionAttempts.WithLabelValues(preemptionNoCandidates).Inc()
 		return nil, "", false
 	}
-	plan := p.plan(units)
 	if plan != nil && len(plan.units) == 0 {
 		// Everything fits without an eviction: the cluster changed since
 		// this cycle's snapshot. The attempt fails as usual and goes again.

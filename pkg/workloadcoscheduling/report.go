@@ -39,6 +39,15 @@ const (
 	// ReasonInvalidPermitWaitingTime: the Workload's Permit timeout
 	// annotation is ignored or clamped.
 	ReasonInvalidPermitWaitingTime = "InvalidPermitWaitingTime"
+	// ReasonTopologyPlaced: the domain an attempt of the gang places its
+	// members in, or why a preference was not met; on the Workload.
+	ReasonTopologyPlaced = "GangTopologyPlaced"
+	// ReasonTopologyUnfit: no domain of the required key can hold the gang;
+	// on the Workload.
+	ReasonTopologyUnfit = "GangTopologyUnfit"
+	// ReasonInvalidTopology: a topology annotation of the Workload is
+	// ignored.
+	ReasonInvalidTopology = "InvalidTopology"
 )
 
 // tellWaiting records an event on the pod, once per change of reason, so a

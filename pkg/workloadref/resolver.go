@@ -42,6 +42,9 @@ type Policy struct {
 	// PermitTimeout is the Workload's override of how long members wait at
 	// Permit; 0 when it has none (or an invalid one).
 	PermitTimeout time.Duration
+	// Topology is where the gang's members land together; nil for
+	// anywhere. Shared by the gangs of the podGroup: never modified.
+	Topology *Topology
 }
 
 // IsGang reports whether the pods are placed all-or-nothing.
@@ -85,6 +88,7 @@ type entry struct {
 type group struct {
 	name     string
 	minCount int32
+	topology *Topology
 }
 
 func nativeEntry(w *schedulingv1alpha1.Workload) *entry {
@@ -93,17 +97,25 @@ func nativeEntry(w *schedulingv1alpha1.Workload) *entry {
 
 func portableEntry(w *wcsv1alpha1.Workload) *entry {
 	spec := w.Spec.BuiltIn()
-	return newEntry(w, &spec)
+	e := newEntry(w, &spec)
+	// The built-in 1.35 shape has no schedulingConstraints.
+	for i := range w.Spec.PodGroups {
+		if t := topologyOfGroup(&w.Spec.PodGroups[i]); t != nil {
+			e.groups[i].topology = t
+		}
+	}
+	return e
 }
 
 func newEntry(w workloadObject, spec *schedulingv1alpha1.WorkloadSpec) *entry {
 	e := &entry{object: w, name: w.GetName()}
+	topology, _ := TopologyOf(w)
 	for _, g := range spec.PodGroups {
 		var minCount int32
 		if g.Policy.Gang != nil {
 			minCount = g.Policy.Gang.MinCount
 		}
-		e.groups = append(e.groups, group{name: g.Name, minCount: minCount})
+		e.groups = append(e.groups, group{name: g.Name, minCount: minCount, topology: topology})
 	}
 	e.permitTimeout, _ = PermitTimeoutOf(w)
 	return e
@@ -268,7 +280,7 @@ func (r *Resolver) ResolveKey(key gang.Key) (Policy, *Reason) {
 	}
 	for _, g := range e.groups {
 		if g.name == key.PodGroup {
-			return Policy{MinCount: g.minCount, PermitTimeout: e.permitTimeout}, nil
+			return Policy{MinCount: g.minCount, PermitTimeout: e.permitTimeout, Topology: g.topology}, nil
 		}
 	}
 	names := make([]string, len(e.groups))

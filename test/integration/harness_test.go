@@ -236,6 +236,12 @@ func (c *cluster) addNodes(t *testing.T, pool string, n int, cpu string) {
 
 // createNode creates a Ready node without taints in the pool.
 func (c *cluster) createNode(pool, name string, cpu string) error {
+	return c.createLabelledNode(pool, name, cpu, nil)
+}
+
+// createLabelledNode creates a Ready node without taints in the pool, with
+// more labels.
+func (c *cluster) createLabelledNode(pool, name string, cpu string, labels map[string]string) error {
 	ctx := context.Background()
 	capacity := v1.ResourceList{
 		v1.ResourceCPU:    resource.MustParse(cpu),
@@ -243,6 +249,9 @@ func (c *cluster) createNode(pool, name string, cpu string) error {
 		v1.ResourcePods:   resource.MustParse("110"),
 	}
 	node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{nodePoolLabel: pool}}}
+	for k, v := range labels {
+		node.Labels[k] = v
+	}
 	node, err := c.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	if err != nil {
 		return err

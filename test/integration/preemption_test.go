@@ -21,6 +21,7 @@ import (
 
 // PriorityClasses of the preemption cases.
 const (
+	lowestPriority    = "wcs-test-lowest"
 	lowPriority       = "wcs-test-low"
 	highPriority      = "wcs-test-high"
 	highNeverPreempts = "wcs-test-high-never"
@@ -169,7 +170,7 @@ func (c *cluster) preemptionNamespace(t *testing.T) string {
 
 func (c *cluster) ensurePriorityClasses(t *testing.T) {
 	t.Helper()
-	for name, value := range map[string]int32{lowPriority: 100, highPriority: 1000, highNeverPreempts: 1000, topPriority: 10000} {
+	for name, value := range map[string]int32{lowestPriority: 10, lowPriority: 100, highPriority: 1000, highNeverPreempts: 1000, topPriority: 10000} {
 		pc := &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Value: value}
 		if name == highNeverPreempts {
 			pc.PreemptionPolicy = ptr.To(v1.PreemptNever)

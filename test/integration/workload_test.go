@@ -22,7 +22,7 @@ type clusterCase struct {
 func TestWorkloadCoscheduling(t *testing.T) {
 	c := startCluster(t, workloadAPIFlags...)
 	c.startScheduler(t)
-	for _, cases := range [][]clusterCase{referenceCases, lifecycleCases, attemptCases, preemptionCases, metricsCases, eventCases, gangctlCases} {
+	for _, cases := range [][]clusterCase{referenceCases, lifecycleCases, attemptCases, preemptionCases, topologyCases, metricsCases, eventCases, gangctlCases} {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) { tc.run(t, c) })
 		}

@@ -92,6 +92,47 @@ type PodGroup struct {
 	// Policy is how the group's pods are scheduled.
 	// +required
 	Policy PodGroupPolicy `json:"policy"`
+
+	// SchedulingConstraints place each gang of the group inside one
+	// topology domain. Not in the built-in 1.35 API: topology is
+	// upstream's 1.36 shape, preferredTopology is this scheduler's. On a
+	// basic group they do nothing.
+	// +optional
+	SchedulingConstraints *PodGroupSchedulingConstraints `json:"schedulingConstraints,omitempty"`
+}
+
+// PodGroupSchedulingConstraints say where a gang's members land together.
+// They take the place of the Workload's topology annotations for the group.
+type PodGroupSchedulingConstraints struct {
+	// Topology is required: every member of a gang on nodes with the same
+	// value of the key, or none placed. One key, as upstream.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=1
+	Topology []TopologyConstraint `json:"topology,omitempty"`
+
+	// PreferredTopology are keys tried narrowest first: the gang goes inside
+	// one domain of the first key that has one with room, else of the next,
+	// else anywhere (inside its required domain, when it has one). A
+	// preference never keeps a gang pending.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=3
+	// +kubebuilder:validation:XValidation:rule="self.all(x, self.exists_one(y, y.key == x.key))",message="keys must be unique"
+	PreferredTopology []TopologyConstraint `json:"preferredTopology,omitempty"`
+}
+
+// TopologyConstraint names a topology level by a node label key, such as
+// topology.kubernetes.io/zone or a rack label of the cluster's own.
+type TopologyConstraint struct {
+	// Key is a node label key: an optional DNS subdomain prefix and '/',
+	// then a name of at most 63 characters.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=317
+	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self.size() - self.lastIndexOf('/') - 1 <= 63 && self.lastIndexOf('/') <= 253",message="must be a label key: a prefix of at most 253 characters and a name of at most 63"
+	Key string `json:"key"`
 }
 
 // PodGroupPolicy is exactly one of basic or gang.
