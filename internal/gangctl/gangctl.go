@@ -29,6 +29,7 @@ import (
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gangview"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/generated/clientset/versioned"
+	"github.com/workload-coscheduling/workload-coscheduling/pkg/workloadref"
 )
 
 // NewCommand returns the root command; out and errOut receive its output.
@@ -90,6 +91,9 @@ member.`,
 			}
 			if output != "" {
 				return printRows(out, snap.gangs, output, false)
+			}
+			if err := readPlacements(cmd.Context(), c, snap, args[0]); err != nil {
+				return err
 			}
 			return describeWorkload(out, ns, args[0], snap)
 		},
@@ -166,8 +170,12 @@ type snapshot struct {
 	workloads gangview.Workloads
 	events    []eventsv1.Event
 	gangs     []gangview.Gang
-	// members names the pods that reference the described Workload.
-	members map[string]bool
+	// members names the pods that reference the described Workload, pods
+	// are those pods, and placements describe where its gangs are placed
+	// by topology (readPlacements).
+	members    map[string]bool
+	pods       []v1.Pod
+	placements []string
 }
 
 // read lists what the view needs in namespace ns (all when empty); with a
@@ -193,6 +201,7 @@ func read(ctx context.Context, c Clients, ns, workload string) (*snapshot, error
 		for _, p := range members {
 			snap.members[p.Name] = true
 		}
+		snap.pods = members
 	}
 	snap.gangs = gangview.Build(workloads, members, events)
 	return snap, nil
@@ -231,15 +240,16 @@ func nonNil(rows []gangview.Gang) []gangview.Gang {
 func describeWorkload(out io.Writer, ns, name string, snap *snapshot) error {
 	fmt.Fprintf(out, "Workload:   %s\nNamespace:  %s\n", name, ns)
 	var groups []string
+	topology := topologyOf(snap, name)
 	for _, w := range snap.workloads.Native {
 		if w.Name == name {
-			groups = append(groups, podGroupLines(&w.Spec, "")...)
+			groups = append(groups, podGroupLines(&w.Spec, "", topology)...)
 		}
 	}
 	for _, w := range snap.workloads.Portable {
 		if w.Name == name {
 			spec := w.Spec.BuiltIn()
-			groups = append(groups, podGroupLines(&spec, " (portable)")...)
+			groups = append(groups, podGroupLines(&spec, " (portable)", topology)...)
 		}
 	}
 	if len(groups) == 0 {
@@ -258,15 +268,24 @@ func describeWorkload(out io.Writer, ns, name string, snap *snapshot) error {
 	for _, line := range strings.Split(strings.TrimRight(table.String(), "\n"), "\n") {
 		fmt.Fprintln(out, "  "+line)
 	}
+	if len(snap.placements) > 0 {
+		fmt.Fprintln(out, "Placed by topology:")
+		for _, line := range snap.placements {
+			fmt.Fprintln(out, line)
+		}
+	}
 	return writeEvents(out, name, snap)
 }
 
-func podGroupLines(spec *schedulingv1alpha1.WorkloadSpec, suffix string) []string {
+func podGroupLines(spec *schedulingv1alpha1.WorkloadSpec, suffix string, topology map[string]*workloadref.Topology) []string {
 	var lines []string
 	for _, g := range spec.PodGroups {
 		policy := "basic"
 		if g.Policy.Gang != nil {
 			policy = fmt.Sprintf("gang, minCount %d", g.Policy.Gang.MinCount)
+			if t := topology[g.Name]; t != nil {
+				policy += ", topology " + t.String()
+			}
 		}
 		lines = append(lines, fmt.Sprintf("  %s\t%s%s", g.Name, policy, suffix))
 	}

@@ -102,6 +102,19 @@ func preferredKeys(value string) ([]string, string) {
 	return keys, ""
 }
 
+// PodGroupTopology is the constraint of a podGroup of the Workload: the
+// group's own schedulingConstraints (group, of a portable Workload, may be
+// nil), else the Workload's annotations; nil for none.
+func PodGroupTopology(workload metav1.Object, group *wcsv1alpha1.PodGroup) *Topology {
+	if group != nil {
+		if t := topologyOfGroup(group); t != nil {
+			return t
+		}
+	}
+	t, _ := TopologyOf(workload)
+	return t
+}
+
 // topologyOfGroup is a portable podGroup's own constraints, or nil when it
 // has none (the Workload's annotations apply).
 func topologyOfGroup(g *wcsv1alpha1.PodGroup) *Topology {

@@ -29,6 +29,12 @@ var topologyCases = []clusterCase{
 		c.waitBound(t, ns, 30*time.Second, "w-0", "w-1", "w-2")
 		c.wantOneDomain(t, ns, rackLabel, "r1", "w-0", "w-1", "w-2")
 		c.waitEvent(t, ns, "job", "GangTopologyPlaced", rackLabel+"=r1")
+		out := c.kubectlGang(t, ns, "describe", "job")
+		for _, want := range []string{"workers\tgang, minCount 3, topology required " + rackLabel, "NS/job/workers: 3 bound, inside " + rackLabel + "=r1"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("kubectl gang describe lacks %q:\n%s", want, out)
+			}
+		}
 	}},
 	{"required: no rack has room, nothing binds; when one frees, the gang binds there whole", func(t *testing.T, c *cluster) {
 		ns := c.topologyNamespace(t, 2, 3)
