@@ -35,7 +35,7 @@ import (
 // the scheduler would drive it, with the informer's deliveries made by
 // hand. It runs in milliseconds: no API server, no scheduler loop.
 type flow struct {
-	t         *testing.T
+	t         testing.TB
 	ctx       context.Context
 	logger    klog.Logger
 	fh        framework.Framework
@@ -76,7 +76,7 @@ func (a *activations) take() []string {
 }
 
 // newFlow builds the flow; nodes, when given, are the scheduling snapshot.
-func newFlow(t *testing.T, nodes ...*v1.Node) *flow {
+func newFlow(t testing.TB, nodes ...*v1.Node) *flow {
 	// The framework instruments its plugins with the scheduler's metrics.
 	schedulermetrics.Register()
 	logger, ctx := ktesting.NewTestContext(t)
@@ -135,7 +135,7 @@ func newFlow(t *testing.T, nodes ...*v1.Node) *flow {
 	return f
 }
 
-func pluginOf(t *testing.T, fh framework.Framework) *WorkloadCoscheduling {
+func pluginOf(t testing.TB, fh framework.Framework) *WorkloadCoscheduling {
 	for _, pl := range fh.PreEnqueuePlugins() {
 		if p, ok := pl.(*WorkloadCoscheduling); ok {
 			return p

@@ -1,11 +1,14 @@
 package workloadcoscheduling
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	st "k8s.io/kubernetes/pkg/scheduler/testing"
@@ -170,5 +173,43 @@ func TestFlowTopologyInvalidAnnotationIgnored(t *testing.T) {
 	f.wantCode("a's PreFilter", status, fwk.Success)
 	if !result.AllNodes() {
 		t.Fatalf("PreFilter result %v, want every node", result.NodeNames.UnsortedList())
+	}
+}
+
+// BenchmarkChoosePlacement is the choice of a domain, once per attempt, for a
+// gang of 8 with a required rack and a preferred block, on nodes in racks of
+// 20, every node fitting 4 members. The flow's profile has no Filter
+// plugins: this is the plugin's own cost and the framework's per-node call,
+// not the filters a real profile runs (TestPerformance measures those).
+func BenchmarkChoosePlacement(b *testing.B) {
+	for _, nodes := range []int{1000, 5000} {
+		b.Run(fmt.Sprintf("%d nodes", nodes), func(b *testing.B) {
+			sizes := make([]int, nodes/20)
+			for i := range sizes {
+				sizes[i] = 20
+			}
+			all := racks(sizes...)
+			for _, n := range all {
+				n.Status.Capacity[v1.ResourceCPU] = resource.MustParse("4")
+				n.Status.Allocatable = n.Status.Capacity
+			}
+			f := newFlow(b, all...)
+			f.topologyWorkload("job", 8, map[string]string{
+				workloadref.TopologyRequiredAnnotation: "block", workloadref.TopologyPreferredAnnotation: "rack",
+			})
+			pods := cpuPods("job", "a", "b", "c", "d", "e", "f", "g", "h")
+			f.add(pods...)
+			m, _ := f.pl.membershipOf(pods[0])
+			// The scheduler's own verbosity: the test logger's would have
+			// the framework name a logger per Filter call.
+			ctx := klog.NewContext(context.Background(), klog.Background())
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if p := f.pl.choosePlacement(ctx, pods[0], m, 0); p.Domain == "" {
+					b.Fatalf("no domain: %+v", p)
+				}
+			}
+		})
 	}
 }

@@ -1,26 +1,19 @@
 package integration
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
 	"regexp"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
-	"text/tabwriter"
 	"time"
 
-	v1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/tools/cache"
 	featuregatetesting "k8s.io/component-base/featuregate/testing"
-	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/kubernetes/pkg/features"
+
+	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
 )
 
 var (
@@ -53,6 +46,9 @@ type perfScenario struct {
 	// framework creates them (upstream's gang benchmark shape); the run is
 	// timed from the first creation.
 	arriving bool
+	// racks: the nodes are labelled into this many racks, round robin;
+	// the variant "ours, required rack" places each gang inside one.
+	racks int
 }
 
 func (s perfScenario) pods() int { return s.gangs * s.size }
@@ -70,6 +66,7 @@ type perfSizeSpec struct {
 var perfSizes = map[string]perfSizeSpec{
 	"smoke": {limit: 15 * time.Second, rounds: 1, scenarios: []perfScenario{
 		{name: "gangs of 4, all fit", nodes: 20, gangs: 10, size: 4, nodeCPU: "4", podCPU: "1"},
+		{name: "gangs of 4 in 4 racks", nodes: 20, gangs: 10, size: 4, nodeCPU: "4", podCPU: "1", racks: 4},
 		{name: "one gang on every node", nodes: 20, gangs: 1, size: 20, nodeCPU: "1", podCPU: "1"},
 		{name: "contention: 150% of the cluster", nodes: 20, gangs: 6, size: 5, nodeCPU: "1", podCPU: "1", contention: true, gangOnly: true},
 		{name: "rollback: gang of n+1 on n nodes", nodes: 5, gangs: 1, size: 6, nodeCPU: "1", podCPU: "1", probe: true, gangOnly: true},
@@ -82,6 +79,7 @@ var perfSizes = map[string]perfSizeSpec{
 		{name: "rollback: gang of n+1 on n nodes", nodes: 20, gangs: 1, size: 21, nodeCPU: "1", podCPU: "1", probe: true, gangOnly: true},
 		{name: "gangs of 3 arriving, 5000 nodes", nodes: 5000, gangs: 1000, size: 3, nodeCPU: "4", podCPU: "1", arriving: true},
 		{name: "preemption: a gang of 8 on 1000 full nodes", nodes: 1000, gangs: 1, size: 8, nodeCPU: "1", podCPU: "1", preempt: true},
+		{name: "gangs of 8, 1000 nodes in 50 racks", nodes: 1000, gangs: 200, size: 8, nodeCPU: "4", podCPU: "1", racks: 50},
 	}},
 	"full": {limit: 6 * time.Minute, rounds: 3, scenarios: []perfScenario{
 		{name: "gangs of 4, all fit", nodes: 1000, gangs: 500, size: 4, nodeCPU: "4", podCPU: "1"},
@@ -91,6 +89,8 @@ var perfSizes = map[string]perfSizeSpec{
 		{name: "rollback: gang of n+1 on n nodes", nodes: 100, gangs: 1, size: 101, nodeCPU: "1", podCPU: "1", probe: true, gangOnly: true},
 		{name: "gangs of 3 arriving, 5000 nodes", nodes: 5000, gangs: 1000, size: 3, nodeCPU: "4", podCPU: "1", arriving: true},
 		{name: "preemption: a gang of 8 on 1000 full nodes", nodes: 1000, gangs: 1, size: 8, nodeCPU: "1", podCPU: "1", preempt: true},
+		{name: "gangs of 8, 1000 nodes in 50 racks", nodes: 1000, gangs: 200, size: 8, nodeCPU: "4", podCPU: "1", racks: 50},
+		{name: "gangs of 8, 5000 nodes in 250 racks", nodes: 5000, gangs: 1000, size: 8, nodeCPU: "4", podCPU: "1", racks: 250},
 	}},
 }
 
@@ -101,15 +101,14 @@ type perfVariant struct {
 	profile string
 	// gangs: the pods carry spec.workloadRef.
 	gangs bool
-	start func(t *testing.T, c *cluster)
+	// topology: the Workloads require a rack (scenarios with racks only).
+	topology bool
+	start    func(t *testing.T, c *cluster)
 }
 
 var perfVariants = []perfVariant{
-	{name: "ours", profile: schedulerName, gangs: true, start: func(t *testing.T, c *cluster) {
-		c.runScheduler(t, c.schedulerConfig(t, func(cfg map[string]interface{}) {
-			cfg["clientConnection"] = perfClientConnection(c)
-		}))
-	}},
+	{name: "ours", profile: schedulerName, gangs: true, start: startOurs},
+	{name: "ours, required rack", profile: schedulerName, gangs: true, topology: true, start: startOurs},
 	{name: "in-tree", profile: "in-tree-gang", gangs: true, start: func(t *testing.T, c *cluster) {
 		// Stock kube-scheduler 1.35.4 with its gang plugin: default
 		// plugins, GenericWorkload (on in this process) and GangScheduling.
@@ -117,6 +116,12 @@ var perfVariants = []perfVariant{
 		c.runStockScheduler(t, "in-tree-gang")
 	}},
 	{name: "plain", profile: "default-scheduler", start: func(t *testing.T, c *cluster) { c.runStockScheduler(t, "default-scheduler") }},
+}
+
+func startOurs(t *testing.T, c *cluster) {
+	c.runScheduler(t, c.schedulerConfig(t, func(cfg map[string]interface{}) {
+		cfg["clientConnection"] = perfClientConnection(c)
+	}))
 }
 
 // perfClientConnection lifts kube-scheduler's API client limit (50 QPS by
@@ -184,7 +189,7 @@ func TestPerformance(t *testing.T) {
 		}
 		var variants []perfVariant
 		for _, v := range perfVariants {
-			if !s.gangOnly || v.gangs {
+			if (!s.gangOnly || v.gangs) && (!v.topology || s.racks > 0) {
 				variants = append(variants, v)
 			}
 		}
@@ -220,7 +225,7 @@ func TestPerformance(t *testing.T) {
 
 func (c *cluster) runPerf(t *testing.T, s perfScenario, v perfVariant, limit time.Duration) perfResult {
 	ns := c.namespace(t)
-	c.addNodesParallel(t, ns, s.nodes, s.nodeCPU)
+	c.addNodesParallel(t, ns, s.nodes, s.nodeCPU, s.racks)
 
 	want := s.pods()
 	if s.contention {
@@ -228,8 +233,12 @@ func (c *cluster) runPerf(t *testing.T, s perfScenario, v perfVariant, limit tim
 		want = (s.nodes * perNode / s.size) * s.size
 	}
 	if v.gangs {
+		var annotations map[string]string
+		if v.topology {
+			annotations = map[string]string{gang.TopologyRequiredAnnotation: rackLabel}
+		}
 		for g := 0; g < s.gangs; g++ {
-			c.createWorkload(t, ns, fmt.Sprintf("job%d", g), podGroup{name: "workers", minCount: int32(s.size)})
+			c.createWorkloadAnnotated(t, ns, fmt.Sprintf("job%d", g), annotations, podGroup{name: "workers", minCount: int32(s.size)})
 		}
 	}
 	if s.preempt {
@@ -295,6 +304,9 @@ func (c *cluster) runPerf(t *testing.T, s perfScenario, v perfVariant, limit tim
 	_, done := counter.wait(target, limit)
 	elapsed := time.Since(start)
 	<-created
+	if v.topology && done {
+		c.wantGangsInRacks(t, ns, s.racks)
+	}
 	c.logEvents(t, ns)
 	r := perfResult{scenario: s.name, variant: v.name, pods: want, gangs: want / s.size, elapsed: elapsed, done: done,
 		queueAdds: counterSum(t, "scheduler_queue_incoming_pods_total") - addsBefore}
@@ -302,214 +314,4 @@ func (c *cluster) runPerf(t *testing.T, s perfScenario, v perfVariant, limit tim
 		r.pods, r.gangs = 1, 0
 	}
 	return r
-}
-
-// logEvents logs how many events of each reason the run wrote: each is an
-// API write the scheduler made besides binding.
-func (c *cluster) logEvents(t *testing.T, ns string) {
-	events, err := c.client.EventsV1().Events(ns).List(context.Background(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	byReason := map[string]int{}
-	for _, e := range events.Items {
-		byReason[e.Reason]++
-	}
-	t.Logf("events by reason: %v", byReason)
-}
-
-// waitEventReason waits for any event of the reason in the namespace.
-func (c *cluster) waitEventReason(t *testing.T, ns, reason string, limit time.Duration) {
-	t.Helper()
-	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		events, err := c.client.EventsV1().Events(ns).List(context.Background(), metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range events.Items {
-			if e.Reason == reason {
-				return
-			}
-		}
-	}
-	t.Fatalf("no %s event in %s within %v", reason, ns, limit)
-}
-
-// boundCounter follows the namespace's pods with an informer, so that
-// watching for the end of a run costs the API server next to nothing.
-type boundCounter struct {
-	mu      sync.Mutex
-	bound   map[string]bool
-	changed chan struct{}
-	stop    chan struct{}
-}
-
-func (c *cluster) countBound(t *testing.T, ns string) *boundCounter {
-	b := &boundCounter{bound: map[string]bool{}, changed: make(chan struct{}, 1), stop: make(chan struct{})}
-	factory := informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithNamespace(ns))
-	record := func(obj interface{}) {
-		if pod, ok := obj.(*v1.Pod); ok && pod.Spec.NodeName != "" {
-			b.mu.Lock()
-			b.bound[pod.Name] = true
-			b.mu.Unlock()
-			select {
-			case b.changed <- struct{}{}:
-			default:
-			}
-		}
-	}
-	if _, err := factory.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    record,
-		UpdateFunc: func(_, obj interface{}) { record(obj) },
-	}); err != nil {
-		t.Fatal(err)
-	}
-	factory.Start(b.stop)
-	factory.WaitForCacheSync(b.stop)
-	t.Cleanup(func() { close(b.stop); factory.Shutdown() })
-	return b
-}
-
-// wait returns how long it took until done(bound) held, and whether it did
-// within limit.
-func (b *boundCounter) wait(done func(map[string]bool) bool, limit time.Duration) (time.Duration, bool) {
-	start := time.Now()
-	deadline := time.After(limit)
-	for {
-		b.mu.Lock()
-		ok := done(b.bound)
-		b.mu.Unlock()
-		if ok {
-			return time.Since(start), true
-		}
-		select {
-		case <-b.changed:
-		case <-deadline:
-			return time.Since(start), false
-		}
-	}
-}
-
-// addNodesParallel creates n Ready nodes with a few concurrent writers.
-func (c *cluster) addNodesParallel(t *testing.T, pool string, n int, cpu string) {
-	t.Helper()
-	parallel(t, n, func(i int) error {
-		return c.createNode(pool, fmt.Sprintf("%s-node-%d", pool, i), cpu)
-	})
-}
-
-// fillNodes puts a low-priority pod on each node of the pool, bound by
-// spec.nodeName (no scheduler places it).
-func (c *cluster) fillNodes(t *testing.T, ns string, n int, cpu string) {
-	t.Helper()
-	parallel(t, n, func(i int) error {
-		pod := c.podObject(ns, podSpec{name: fmt.Sprintf("filler-%d", i), cpu: cpu, priorityClass: lowPriority})
-		pod.Spec.NodeName = fmt.Sprintf("%s-node-%d", ns, i)
-		_, err := c.client.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{})
-		return err
-	})
-}
-
-func (c *cluster) createPodsParallel(t *testing.T, ns string, pods []podSpec) {
-	t.Helper()
-	parallel(t, len(pods), func(i int) error {
-		_, err := c.client.CoreV1().Pods(ns).Create(context.Background(), c.podObject(ns, pods[i]), metav1.CreateOptions{})
-		return err
-	})
-}
-
-// parallel runs f(0..n-1) on 16 workers and marks t failed on the first error.
-func parallel(t *testing.T, n int, f func(i int) error) {
-	t.Helper()
-	work := make(chan int)
-	errs := make(chan error, n)
-	var wg sync.WaitGroup
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				if err := f(i); err != nil {
-					errs <- err
-				}
-			}
-		}()
-	}
-	for i := 0; i < n; i++ {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err) // Error, not Fatal: the pods of a run may be created off the test's goroutine
-		return
-	}
-}
-
-// median returns the run with the median time; an unfinished run counts as
-// the slowest.
-func median(runs []perfResult) perfResult {
-	sorted := append([]perfResult(nil), runs...)
-	sort.Slice(sorted, func(i, j int) bool {
-		if sorted[i].done != sorted[j].done {
-			return sorted[i].done
-		}
-		return sorted[i].elapsed < sorted[j].elapsed
-	})
-	m := sorted[len(sorted)/2]
-	m.rounds = len(runs)
-	return m
-}
-
-func perfTable(results []perfResult) string {
-	var sb strings.Builder
-	w := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "scenario\tscheduler\tpods\tgangs\trounds\tmedian s\tpods/s\tgangs/s\tthis s ÷ ours s\tqueue adds")
-	byScenario := map[string]map[string]perfResult{}
-	for _, r := range results {
-		if byScenario[r.scenario] == nil {
-			byScenario[r.scenario] = map[string]perfResult{}
-		}
-		byScenario[r.scenario][r.variant] = r
-	}
-	for _, r := range results {
-		seconds := fmt.Sprintf("%.3f", r.elapsed.Seconds())
-		podsPerSec, gangsPerSec := "-", "-"
-		if !r.done {
-			seconds = fmt.Sprintf("> %.0f (unfinished)", r.elapsed.Seconds())
-		} else if r.pods > 1 {
-			podsPerSec = fmt.Sprintf("%.0f", float64(r.pods)/r.elapsed.Seconds())
-			gangsPerSec = fmt.Sprintf("%.1f", float64(r.gangs)/r.elapsed.Seconds())
-		}
-		ratio := "-"
-		if ours := byScenario[r.scenario]["ours"]; r.variant != "ours" && ours.done && r.done {
-			// Speed of ours over this one: time taken by this one ÷ ours. An
-			// unfinished run has no ratio: its time is the limit, not a
-			// measurement.
-			ratio = fmt.Sprintf("%.2f×", r.elapsed.Seconds()/ours.elapsed.Seconds())
-		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.0f\n", r.scenario, r.variant, r.pods, r.gangs, r.rounds, seconds, podsPerSec, gangsPerSec, ratio, r.queueAdds)
-	}
-	w.Flush()
-	return sb.String()
-}
-
-// counterSum is the sum of a counter of this process's registry over all its
-// labels (the schedulers of the tests run in this process).
-func counterSum(t *testing.T, name string) float64 {
-	t.Helper()
-	families, err := legacyregistry.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, f := range families {
-		if f.GetName() == name {
-			for _, m := range f.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
 }
