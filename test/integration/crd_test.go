@@ -37,6 +37,18 @@ func TestPortableWorkloadCRD(t *testing.T) {
 	workload := func(name string, groups ...wcsv1alpha1.PodGroup) *wcsv1alpha1.Workload {
 		return &wcsv1alpha1.Workload{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: wcsv1alpha1.WorkloadSpec{PodGroups: groups}}
 	}
+	constrained := func(name string, required []string, preferred ...string) wcsv1alpha1.PodGroup {
+		g := gang(name, 2)
+		g.SchedulingConstraints = &wcsv1alpha1.PodGroupSchedulingConstraints{}
+		for _, key := range required {
+			g.SchedulingConstraints.Topology = append(g.SchedulingConstraints.Topology, wcsv1alpha1.TopologyConstraint{Key: key})
+		}
+		for _, key := range preferred {
+			g.SchedulingConstraints.PreferredTopology = append(g.SchedulingConstraints.PreferredTopology, wcsv1alpha1.TopologyConstraint{Key: key})
+		}
+		return g
+	}
+	longName := strings.Repeat("n", 64)
 	nine := make([]wcsv1alpha1.PodGroup, 9)
 	for i := range nine {
 		nine[i] = basic(string(rune('a' + i)))
@@ -57,6 +69,12 @@ func TestPortableWorkloadCRD(t *testing.T) {
 			Basic: &wcsv1alpha1.BasicSchedulingPolicy{}, Gang: &wcsv1alpha1.GangSchedulingPolicy{MinCount: 1}}}), "exactly one of `basic`, `gang` is required"},
 		{"neither policy", workload("neither", wcsv1alpha1.PodGroup{Name: "a"}), "exactly one of `basic`, `gang` is required"},
 		{"minCount 0", workload("zero", gang("a", 0)), "spec.podGroups[0].policy.gang.minCount: Invalid value: 0"},
+		{"topology: a required and preferred keys", workload("topo", constrained("a", []string{"topology.kubernetes.io/zone"}, "example.com/rack", "block")), ""},
+		{"topology: two required keys", workload("topo2", constrained("a", []string{"zone", "rack"})), "must have at most 1 item"},
+		{"topology: four preferred keys", workload("topo4", constrained("a", nil, "a", "b", "c", "d")), "must have at most 3 items"},
+		{"topology: a preferred key twice", workload("topodup", constrained("a", nil, "rack", "rack")), "keys must be unique"},
+		{"topology: not a label key", workload("topobad", constrained("a", []string{"rack/"})), "spec.podGroups[0].schedulingConstraints.topology[0].key"},
+		{"topology: a name part over 63", workload("topolong", constrained("a", []string{"example.com/" + longName})), "must be a label key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := client.Workloads(ns).Create(ctx, tc.obj, metav1.CreateOptions{})

@@ -180,6 +180,9 @@ func TestPerformance(t *testing.T) {
 	// and the first objects of an API server pay one-time costs.
 	warmUp := perfSizes["smoke"].scenarios[0]
 	for _, v := range perfVariants {
+		if v.topology {
+			continue // the same scheduler as ours
+		}
 		t.Run("warm-up/"+v.name, func(t *testing.T) { c.runPerf(t, warmUp, v, size.limit) })
 	}
 	var results []perfResult

@@ -62,13 +62,7 @@ var preemptionCases = []clusterCase{
 		low := c.createLowPods(t, ns, 4)
 		c.createWorkload(t, ns, "high", podGroup{name: "workers", minCount: 2})
 		c.createPriorityGang(t, ns, "high", "h", 2, highPriority)
-		deadline := time.Now().Add(30 * time.Second)
-		for bound := c.boundPods(t, ns); bound["h-0"] == "" || bound["h-1"] == ""; bound = c.boundPods(t, ns) {
-			if time.Now().After(deadline) {
-				t.Fatalf("the high-priority gang did not bind: %v", bound)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		c.waitAmongBound(t, ns, 30*time.Second, "h-0", "h-1")
 		alive := c.aliveOf(t, ns, low...)
 		if len(alive) != 2 {
 			t.Fatalf("low-priority pods left: %v, want 2 of 4", alive)
@@ -239,6 +233,28 @@ func (c *cluster) aliveOf(t *testing.T, ns string, names ...string) []string {
 		}
 	}
 	return alive
+}
+
+// waitAmongBound waits until the named pods are bound, whatever else is.
+func (c *cluster) waitAmongBound(t *testing.T, ns string, timeout time.Duration, names ...string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		bound := c.boundPods(t, ns)
+		missing := 0
+		for _, name := range names {
+			if bound[name] == "" {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want %v bound within %v, bound: %v", names, timeout, bound)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // wantAlive fails unless every named pod exists and is not terminating.

@@ -117,13 +117,7 @@ var topologyCases = []clusterCase{
 		}
 		c.createWorkloadAnnotated(t, ns, "high", map[string]string{gang.TopologyRequiredAnnotation: rackLabel}, podGroup{name: "workers", minCount: 2})
 		c.createPriorityGang(t, ns, "high", "h", 2, highPriority)
-		deadline := time.Now().Add(30 * time.Second)
-		for bound := c.boundPods(t, ns); bound["h-0"] == "" || bound["h-1"] == ""; bound = c.boundPods(t, ns) {
-			if time.Now().After(deadline) {
-				t.Fatalf("the high-priority gang did not bind: %v", bound)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		c.waitAmongBound(t, ns, 30*time.Second, "h-0", "h-1")
 		c.wantOneDomain(t, ns, rackLabel, "", "h-0", "h-1")
 		alive := c.aliveOf(t, ns, victims...)
 		if len(alive) != 2 || alive[0][len(alive[0])-2:] != alive[1][len(alive[1])-2:] {
