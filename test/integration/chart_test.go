@@ -157,6 +157,19 @@ func TestChart(t *testing.T) {
 		}
 	})
 
+	t.Run("accepted as a subchart; refused by a cluster its kube-scheduler cannot serve", func(t *testing.T) {
+		for _, version := range []string{"1.35.0", "1.36.2"} {
+			if out, err := helm(t, "template", "x", chartDir, "--kube-version", version, "--set", "global.imageRegistry=example.com"); err != nil {
+				t.Errorf("on %s with global values: %v\n%s", version, err, out)
+			}
+		}
+		for _, version := range []string{"1.34.3", "1.37.0"} {
+			if _, err := helm(t, "template", "x", chartDir, "--kube-version", version); err == nil || !strings.Contains(err.Error(), "incompatible with Kubernetes") {
+				t.Errorf("on %s: %v, want the chart refused", version, err)
+			}
+		}
+	})
+
 	t.Run("manifests/install.yaml is the chart's render", func(t *testing.T) {
 		installed, err := os.ReadFile("../../manifests/install.yaml")
 		if err != nil {
@@ -235,6 +248,9 @@ func TestChart(t *testing.T) {
 			{authorizationv1.ResourceAttributes{Verb: "watch", Resource: "pods"}, true},
 			{authorizationv1.ResourceAttributes{Verb: "patch", Resource: "pods", Subresource: "status", Namespace: "ml"}, true},
 			{authorizationv1.ResourceAttributes{Verb: "list", Resource: "nodes"}, true},
+			{authorizationv1.ResourceAttributes{Verb: "patch", Resource: "persistentvolumes"}, true},
+			{authorizationv1.ResourceAttributes{Verb: "update", Resource: "persistentvolumeclaims", Namespace: "ml"}, true},
+			{authorizationv1.ResourceAttributes{Verb: "delete", Resource: "persistentvolumes"}, false},
 			{authorizationv1.ResourceAttributes{Verb: "watch", Group: "scheduling.k8s.io", Resource: "workloads"}, true},
 			{authorizationv1.ResourceAttributes{Verb: "watch", Group: "scheduling.workload-coscheduling.io", Resource: "workloads"}, true},
 			{authorizationv1.ResourceAttributes{Verb: "update", Group: "scheduling.workload-coscheduling.io", Resource: "workloads", Namespace: "ml"}, false},
