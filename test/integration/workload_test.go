@@ -132,9 +132,10 @@ var referenceCases = []clusterCase{
 		c.createPod(t, ns, podSpec{name: "w-0", workload: "job", podGroup: "workers"})
 		c.createPod(t, ns, podSpec{name: "w-1", workload: "job", podGroup: "workers"})
 		c.deletePod(t, ns, "w-0")
-		// The index follows the informer: let it deliver the deletion before
-		// the next member arrives, or that member would count w-0 too.
-		time.Sleep(500 * time.Millisecond)
+		// Once w-0 is gone from the API server, the scheduler's pod watch
+		// delivers its deletion before w-2's creation (one watch, in
+		// resourceVersion order): the index never counts both.
+		c.wantGone(t, ns, "w-0")
 		c.createPod(t, ns, podSpec{name: "w-2", workload: "job", podGroup: "workers"})
 		c.waitEvent(t, ns, "job", "WaitingForGangMembers", "/3 present")
 		c.stayUnbound(t, ns, 2*time.Second, "w-1", "w-2")
