@@ -83,12 +83,12 @@ func (x *Index) Place(key Key, attempt uint64, p *Placement) (chosen *Placement,
 
 // fallBack is the part of a failed attempt that concerns its placement: an
 // attempt in a preferred domain that did not fit moves the gang's next
-// choice on to the next level, at once (it reports false: no backoff). Any
+// choice on to the next level, at once (it reports true: no backoff). Any
 // other failure keeps the level and the backoff.
-func (g *gang) fallBack(outcome Outcome) (backoff bool) {
+func (g *gang) fallBack(outcome Outcome) bool {
 	if outcome != OutcomeUnfit || g.placementAttempt != g.attempt || !g.placement.Preferred() {
-		return true
+		return false
 	}
 	g.fallback = g.placement.Level + 1
-	return false
+	return true
 }

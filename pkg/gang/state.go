@@ -123,6 +123,10 @@ type Effects struct {
 	// Nominated: the attempt that failed had nominated nodes for its
 	// members (a preemption); the plugin clears those nominations.
 	Nominated bool
+	// FellBack: the attempt that failed was in a preferred topology domain;
+	// the next one chooses at the next level, at once (no backoff), so the
+	// plugin wakes the gang.
+	FellBack bool
 }
 
 type memberState uint8
@@ -386,7 +390,10 @@ func (g *gang) tryAdmit(e *Effects, self types.UID, w Witness, backoff time.Dura
 func (g *gang) fail(e *Effects, outcome Outcome, backoff time.Duration, self types.UID, now time.Time) {
 	// A gang with bound members must complete as soon as it can: bindings
 	// cannot be undone. So must one whose admitted attempt lost a binding.
-	if g.admitted || g.counts.Bound > 0 || !g.fallBack(outcome) {
+	if !g.admitted && g.fallBack(outcome) {
+		e.FellBack, backoff = true, 0
+	}
+	if g.admitted || g.counts.Bound > 0 {
 		backoff = 0
 	}
 	for uid, m := range g.members {

@@ -41,6 +41,14 @@ func (pl *WorkloadCoscheduling) carryOut(ctx context.Context, key gang.Key, e ga
 		if e.Backoff > 0 {
 			time.AfterFunc(e.Backoff, func() { pl.activate(logger, key, "backoff over") })
 		}
+		if e.FellBack {
+			// The next topology level is tried at once: the members without a
+			// node now (the one in this cycle is requeued when it is done),
+			// and those just rejected at Permit once they are back in the
+			// queue.
+			pl.activate(logger, key, "falling back a topology level")
+			time.AfterFunc(fallbackRequeue, func() { pl.activate(logger, key, "falling back a topology level") })
+		}
 		if e.Nominated {
 			pl.clearNominations(ctx, key)
 		}
@@ -94,6 +102,11 @@ func (pl *WorkloadCoscheduling) activate(logger klog.Logger, key gang.Key, why s
 		pl.sched.Activate(logger, pods)
 	}
 }
+
+// fallbackRequeue is when a gang falling back a topology level is woken a
+// second time: by then the members its rollback rejected at Permit are
+// back in the queue (their Unreserve runs in their binding goroutines).
+const fallbackRequeue = time.Second
 
 // permitBackstop is how long the framework lets a member wait at Permit.
 // The gang's own deadline (armDeadline) ends the attempt first, for all its

@@ -38,9 +38,13 @@ var topologyCases = []clusterCase{
 	}},
 	{"required: no rack has room, nothing binds; when one frees, the gang binds there whole", func(t *testing.T, c *cluster) {
 		ns := c.topologyNamespace(t, 2, 3)
-		// A pod the gang may not preempt (same priority) holds a node of r1.
-		c.createPod(t, ns, podSpec{name: "holder"})
-		c.waitBound(t, ns, 30*time.Second, "holder")
+		// A pod the gang may not preempt (same priority) holds a node of r1,
+		// bound there by spec.nodeName.
+		holder := c.podObject(ns, podSpec{name: "holder"})
+		holder.Spec.NodeName = ns + "-r1-0"
+		if _, err := c.client.CoreV1().Pods(ns).Create(context.Background(), holder, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 		c.createWorkloadAnnotated(t, ns, "job", map[string]string{gang.TopologyRequiredAnnotation: rackLabel}, podGroup{name: "workers", minCount: 3})
 		c.createGang(t, ns, "job", "workers", "", "w", 3, "1")
 		note := c.waitEvent(t, ns, "job", "GangTopologyUnfit", "no "+rackLabel+" domain has room for 3 members")
@@ -75,6 +79,28 @@ var topologyCases = []clusterCase{
 		c.createGang(t, ns, "job", "workers", "", "w", 3, "1")
 		c.waitBound(t, ns, 30*time.Second, "w-0", "w-1", "w-2")
 		c.waitEvent(t, ns, "job", "GangTopologyPlaced", "across domains")
+	}},
+	{"preferred: when the members do not fit the rack chosen, the next attempt goes anywhere at once", func(t *testing.T, c *cluster) {
+		// r0: three nodes of 1 CPU; r1, r2 and r3: a node of 2 CPUs each.
+		// The rack is chosen for the member tried first, w-0 (1 CPU): r0,
+		// the only one with room for three such members. Its siblings ask
+		// 2 CPUs, which only r1, r2 and r3 have.
+		ns := c.topologyNamespace(t, 3)
+		for r := 1; r <= 3; r++ {
+			labels := map[string]string{rackLabel: fmt.Sprintf("r%d", r), blockLabel: "b9"}
+			if err := c.createLabelledNode(ns, fmt.Sprintf("%s-r%d-0", ns, r), "2", labels); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.createWorkloadAnnotated(t, ns, "job", map[string]string{gang.TopologyPreferredAnnotation: rackLabel}, podGroup{name: "workers", minCount: 3})
+		c.createPod(t, ns, podSpec{name: "w-1", cpu: "2", workload: "job", podGroup: "workers"})
+		c.createPod(t, ns, podSpec{name: "w-2", cpu: "2", workload: "job", podGroup: "workers"})
+		start := time.Now()
+		c.createPod(t, ns, podSpec{name: "w-0", cpu: "1", workload: "job", podGroup: "workers"})
+		// Well within the gang's 10 s backoff: falling back waits for none.
+		c.waitBound(t, ns, 5*time.Second, "w-0", "w-1", "w-2")
+		t.Logf("bound %v after the last member was created", time.Since(start).Round(10*time.Millisecond))
+		c.waitEvent(t, ns, "job", "GangTopologyPlaced", rackLabel+"=r0")
 	}},
 	{"preferred rack, then block: falls back to one block", func(t *testing.T, c *cluster) {
 		// Blocks b0 (r0, r1: 4 nodes) and b1 (r2, r3: 2 nodes).
