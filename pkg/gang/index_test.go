@@ -263,10 +263,10 @@ func TestPlacementPerAttempt(t *testing.T) {
 		t.Fatalf("a new gang has placement %v from level %d", p, from)
 	}
 	rack := &Placement{Domain: "rack=r0", Level: 0}
-	if got, changed := x.Place(keyA, attempt, rack); got != rack || !changed {
+	if got, changed := x.Place(keyA, attempt, pod("a", ""), rack); got != rack || !changed {
 		t.Fatalf("Place = %v, %v; want the rack, changed", got, changed)
 	}
-	if got, changed := x.Place(keyA, attempt, &Placement{Domain: "rack=r1"}); got != rack || changed {
+	if got, changed := x.Place(keyA, attempt, pod("b", ""), &Placement{Domain: "rack=r1"}); got != rack || changed {
 		t.Fatalf("a second choice within the attempt: %v, %v; want the first", got, changed)
 	}
 	e := x.Fail(keyA, attempt, OutcomeUnfit, now)
@@ -277,15 +277,40 @@ func TestPlacementPerAttempt(t *testing.T) {
 	if p != nil || from != 1 {
 		t.Fatalf("after the failure: placement %v from level %d, want none from level 1", p, from)
 	}
-	if _, changed := x.Place(keyA, attempt-1, &Placement{Domain: "stale"}); changed {
+	if _, changed := x.Place(keyA, attempt-1, pod("a", ""), &Placement{Domain: "stale"}); changed {
 		t.Fatalf("a stale attempt's choice was recorded")
 	}
 	block := &Placement{Domain: "block=b0", Level: 1}
-	x.Place(keyA, attempt, block)
+	x.Place(keyA, attempt, pod("a", ""), block)
 	if e := x.Fail(keyA, attempt, OutcomePermitTimeout, now); e.Backoff == 0 {
 		t.Fatalf("a timeout in a preferred domain skips the backoff")
 	}
 	if _, _, from = x.Placement(keyA); from != 1 {
 		t.Fatalf("a timeout moved the level to %d", from)
+	}
+}
+
+// The queue can be ahead of the informer: the first member's choice is
+// recorded even when the plugin's handler has not delivered any member yet,
+// so the attempt's next member gets the same domain.
+func TestPlacementBeforeTheInformer(t *testing.T) {
+	x := NewIndex(Config{Backoff: 10 * time.Second})
+	p, attempt, _ := x.Placement(keyA)
+	if p != nil {
+		t.Fatalf("an unknown gang has placement %v", p)
+	}
+	rack := &Placement{Domain: "rack=r0", Level: -1}
+	if got, _ := x.Place(keyA, attempt, pod("a", ""), rack); got != rack {
+		t.Fatalf("Place = %v, want the rack", got)
+	}
+	if got, _, _ := x.Placement(keyA); got != rack {
+		t.Fatalf("the next member's Placement = %v, want the first member's rack", got)
+	}
+	if c := x.Counts(keyA); c.Present != 1 {
+		t.Fatalf("counts %+v: the member that chose is not in its gang", c)
+	}
+	x.DeletePod(keyA, "a", 0, time.Now())
+	if x.Len() != 0 {
+		t.Fatalf("the gang outlived its only member")
 	}
 }

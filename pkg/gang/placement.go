@@ -1,6 +1,7 @@
 package gang
 
 import (
+	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 )
 
@@ -59,16 +60,28 @@ func (x *Index) Placement(key Key) (p *Placement, attempt uint64, fromLevel int)
 	return p, g.attempt, g.fallback
 }
 
-// Place records the placement of the gang's attempt. When the attempt
-// already has one (another member chose first) that one is returned; when
-// the attempt is over, or the gang unknown, p is returned and nothing
-// recorded. changed reports a placement the user has not been told of: a
-// domain, or a reason, other than the gang's last.
-func (x *Index) Place(key Key, attempt uint64, p *Placement) (chosen *Placement, changed bool) {
+// Place records the placement of the gang's attempt, chosen for pod. When
+// the attempt already has one (another member chose first) that one is
+// returned; when the attempt is over, or pod was deleted, p is returned and
+// nothing recorded. A pod the informer has not delivered yet is added, as
+// Reserve adds it: the queue can be ahead of the handler, and a choice not
+// recorded would let the attempt's next member choose another domain.
+// changed reports a placement the user has not been told of: a domain, or a
+// reason, other than the gang's last.
+func (x *Index) Place(key Key, attempt uint64, pod *v1.Pod, p *Placement) (chosen *Placement, changed bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	g, ok := x.gangs[key]
-	if !ok || g.attempt != attempt {
+	if _, gone := x.deleted[pod.UID]; gone {
+		return p, false
+	}
+	g := x.gangLocked(key, pod)
+	if _, known := g.members[pod.UID]; !known {
+		m := &member{counted: x.Counted(pod)}
+		m.setPod(pod)
+		g.members[pod.UID] = m
+		g.count(m, +1)
+	}
+	if g.attempt != attempt {
 		return p, false
 	}
 	if g.placementAttempt == attempt && g.placement != nil {

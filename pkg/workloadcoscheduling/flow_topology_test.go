@@ -213,3 +213,29 @@ func BenchmarkChoosePlacement(b *testing.B) {
 		})
 	}
 }
+
+// The queue is ahead of the plugin's handler: the members are in the
+// informer's store, not yet in the index. The first member's choice holds
+// for the second all the same (it was once lost, and the second member
+// chose another rack).
+func TestFlowTopologyChoiceBeforeTheHandler(t *testing.T) {
+	f := newFlow(t, racks(2, 2)...)
+	f.topologyWorkload("job", 2, map[string]string{workloadref.TopologyRequiredAnnotation: "rack"})
+	pods := cpuPods("job", "a", "b")
+	for _, pod := range pods {
+		if err := f.informers.Core().V1().Pods().Informer().GetStore().Add(pod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, status := f.preFilter(pods[0])
+	f.wantCode("a's PreFilter", status, fwk.Success)
+	key, _ := gang.KeyOf(pods[0])
+	if p, _, _ := f.pl.index.Placement(key); p == nil {
+		t.Fatalf("a's choice was not recorded for its attempt")
+	}
+	second, status := f.preFilter(pods[1])
+	f.wantCode("b's PreFilter", status, fwk.Success)
+	if !first.NodeNames.Equal(second.NodeNames) {
+		t.Fatalf("a got %v, b %v: one attempt, two domains", first.NodeNames.UnsortedList(), second.NodeNames.UnsortedList())
+	}
+}

@@ -51,7 +51,7 @@ func (pl *WorkloadCoscheduling) placeGang(ctx context.Context, pod *v1.Pod, m me
 	if p == nil {
 		p = pl.choosePlacement(ctx, pod, m, from)
 		var changed bool
-		if p, changed = pl.index.Place(m.key, attempt, p); changed {
+		if p, changed = pl.index.Place(m.key, attempt, pod, p); changed {
 			pl.tellPlacement(ctx, m, p)
 		}
 	}
