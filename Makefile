@@ -27,7 +27,7 @@ LOCAL_TOOLS := $(BIN)/kwokctl $(BIN)/kwok $(BIN)/k8s/etcd $(BIN)/k8s/kube-apiser
 	$(BIN)/k8s/kube-controller-manager $(BIN)/k8s/default-scheduler $(BIN)/k8s/kubectl
 
 .PHONY: all build test unit-test integration-test e2e-local e2e bench bench-smoke verify generate manifests \
-	image clean local-tools local-up local-down demo kubectl-gang soak fuzz
+	image chart-readme clean local-tools local-up local-down demo kubectl-gang soak fuzz
 
 all: build
 
@@ -122,6 +122,14 @@ bench-smoke:
 $(HELM): hack/tools/go.mod
 	$(GO) build $(TOOLS) -o $@ helm.sh/helm/v3/cmd/helm
 
+## helm-docs: bin/helm-docs, the version pinned in hack/tools/docs/go.mod
+$(BIN)/helm-docs: hack/tools/docs/go.mod
+	$(GO) -C hack/tools/docs build -o $(CURDIR)/$@ github.com/norwoodj/helm-docs/cmd/helm-docs
+
+## chart-readme: charts/workload-coscheduling/README.md from values.yaml and README.md.gotmpl
+chart-readme: $(BIN)/helm-docs
+	$(BIN)/helm-docs --chart-search-root charts --template-files README.md.gotmpl --log-level warning
+
 ## manifests: render the chart with its defaults into manifests/install.yaml
 manifests: $(HELM)
 	$(HELM) template workload-coscheduling charts/workload-coscheduling --namespace kube-system \
@@ -132,8 +140,8 @@ image:
 	@docker info >/dev/null 2>&1 || { echo "make image needs a running Docker engine, and none answers here (docker info failed)." >&2; exit 1; }
 	docker build -f build/scheduler/Dockerfile -t $(IMAGE) .
 
-## verify: gofmt, go vet, go mod tidy, generated code and manifests/install.yaml are clean
-verify: $(HELM)
+## verify: gofmt, go vet, go mod tidy, generated code, manifests/install.yaml and the chart README are clean
+verify: $(HELM) $(BIN)/helm-docs
 	hack/verify.sh
 
 ## generate: regenerate deepcopy, conversion and defaulting code of the args

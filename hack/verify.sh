@@ -14,10 +14,11 @@ go vet ./... || fail "go vet found problems"
 (cd test/e2e && go vet ./...) || fail "go vet found problems in test/e2e"
 
 # The repository's modules: the scheduler, its tools (code generators and helm;
+# helm-docs;
 # the control plane of the local cluster; kwok and kind) and the e2e suite,
 # which has its own so that e2e-framework's newer dependencies stay out of the
 # scheduler's build.
-for mod in go.mod hack/tools/go.mod hack/tools/k8s/go.mod hack/tools/clusters/go.mod test/e2e/go.mod; do
+for mod in go.mod hack/tools/go.mod hack/tools/docs/go.mod hack/tools/k8s/go.mod hack/tools/clusters/go.mod test/e2e/go.mod; do
   dir=$(dirname "$mod")
   # go mod tidy -diff prints what tidy would change and fails if anything.
   (cd "$dir" && go mod tidy -diff) || fail "$mod is not tidy (run go mod tidy in $dir)"
@@ -35,5 +36,10 @@ trap 'rm -f "$rendered"' EXIT
 bin/helm template workload-coscheduling charts/workload-coscheduling --namespace kube-system \
   --kube-version 1.35.4 > "$rendered"
 diff -u manifests/install.yaml "$rendered" >&2 || fail "manifests/install.yaml is not the chart's render (run make manifests)"
+
+readme=charts/workload-coscheduling/README.md
+before=$(sha256sum "$readme")
+bin/helm-docs --chart-search-root charts --template-files README.md.gotmpl --log-level warning
+[ "$before" = "$(sha256sum "$readme")" ] || fail "$readme was stale and has been regenerated (make chart-readme): review and commit it"
 
 exit $status

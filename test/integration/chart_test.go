@@ -170,6 +170,8 @@ func TestChart(t *testing.T) {
 		}
 	})
 
+	testChartFreeFormValues(t)
+
 	t.Run("manifests/install.yaml is the chart's render", func(t *testing.T) {
 		installed, err := os.ReadFile("../../manifests/install.yaml")
 		if err != nil {
@@ -201,10 +203,10 @@ func TestChart(t *testing.T) {
 
 	t.Run("every rendered object is accepted by the API server", func(t *testing.T) {
 		if _, err := c.client.CoreV1().Namespaces().Create(context.Background(),
-			&v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "batch"}}, metav1.CreateOptions{}); err != nil {
+			&v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: allValuesNamespace}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		unserved := c.apply(t, decodeObjects(t, helmTemplate(t, "gangs", "batch", allValues)), false)
+		unserved := c.apply(t, decodeObjects(t, helmTemplate(t, allValuesRelease, allValuesNamespace, allValues)), false)
 		if len(unserved) != 1 || !strings.Contains(unserved[0], "ServiceMonitor") {
 			t.Fatalf("kinds the API server does not serve: %v, want only the ServiceMonitor", unserved)
 		}
@@ -213,6 +215,8 @@ func TestChart(t *testing.T) {
 			t.Fatalf("kinds the API server does not serve: %v", unserved)
 		}
 	})
+
+	testChartAllValuesScheduler(t, c)
 
 	t.Run("the samples are accepted by the API server", func(t *testing.T) {
 		ns := c.namespace(t)

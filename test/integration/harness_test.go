@@ -122,7 +122,12 @@ func (c *cluster) schedulerConfig(t *testing.T, edit func(cfg map[string]interfa
 	if err := yaml.Unmarshal(raw, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	cfg["clientConnection"] = map[string]interface{}{"kubeconfig": c.kubeconfig}
+	client, _ := cfg["clientConnection"].(map[string]interface{})
+	if client == nil {
+		client = map[string]interface{}{}
+	}
+	client["kubeconfig"] = c.kubeconfig
+	cfg["clientConnection"] = client
 	cfg["leaderElection"] = map[string]interface{}{"leaderElect": false}
 	if edit != nil {
 		edit(cfg)
