@@ -116,8 +116,11 @@ type Effects struct {
 	Outcome    Outcome
 	Reject     []types.UID
 	Backoff    time.Duration
-	// Completed: minCount members are bound for the first time; Took is the
-	// time since the gang's first member was created.
+	// Completed: minCount members are bound for the first time, after an
+	// attempt this index admitted; Took is the time since the gang's first
+	// member was created. A gang only seen bound (placed by another replica,
+	// or before a restart) never completes here: a standby replica, whose
+	// informers run too, must not measure the leader's gangs again.
 	Completed bool
 	Took      time.Duration
 	// Nominated: the attempt that failed had nominated nodes for its
@@ -200,9 +203,11 @@ type gang struct {
 	// when they drop below, so the quorum wakes the gang once.
 	assembled bool
 	// firstSeen is the creation of the gang's first member; complete is set
-	// once minCount members were bound.
-	firstSeen time.Time
-	complete  bool
+	// once minCount members were bound; admittedHere once an attempt of this
+	// index was admitted.
+	firstSeen    time.Time
+	complete     bool
+	admittedHere bool
 	// reason is the last reason reported for the whole gang.
 	reason string
 	// priorities counts the live members by priority, and neverPreempts
@@ -318,7 +323,7 @@ func (g *gang) afterChange(e *Effects, now time.Time) {
 		case g.counts.Present < g.minCount:
 			g.assembled = false
 		}
-		if g.counts.Bound >= g.minCount && !g.complete {
+		if g.counts.Bound >= g.minCount && !g.complete && g.admittedHere {
 			g.complete, e.Completed, e.Took = true, true, sinceOrZero(now, g.firstSeen)
 		}
 		if g.admitted && g.running() {
@@ -377,7 +382,7 @@ func (g *gang) tryAdmit(e *Effects, self types.UID, w Witness, backoff time.Dura
 		}
 		allow = append(allow, uid)
 	}
-	g.admitted, g.fallback = true, 0
+	g.admitted, g.admittedHere, g.fallback = true, true, 0
 	e.Admitted, e.Allow, e.Waited = true, allow, sinceOrZero(now, g.attemptStart)
 	e.Eventful = g.failures > 0 || g.reported
 }

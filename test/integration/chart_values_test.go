@@ -2,12 +2,19 @@ package integration
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -145,31 +152,13 @@ func testChartAllValuesScheduler(t *testing.T, c *cluster) {
 		}
 	})
 
-	t.Run("the scheduler of every value set runs its profile, bin-packing", func(t *testing.T) {
-		cm, err := c.client.CoreV1().ConfigMaps(allValuesNamespace).Get(context.Background(), allValuesFullname, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
+	t.Run("the scheduler of every value set runs its profile, bin-packing; its standby is told apart in the metrics", func(t *testing.T) {
+		// Two replicas, as with replicas: 2; one leads. A standby's
+		// informers run too: it watches the gang being placed.
+		first, second := c.startAllValuesScheduler(t, sa), c.startAllValuesScheduler(t, sa)
+		for _, port := range []int{first, second} {
+			waitHTTPSOK(t, fmt.Sprintf("https://127.0.0.1:%d/healthz", port), 60*time.Second)
 		}
-		cfg := map[string]interface{}{}
-		if err := yaml.Unmarshal([]byte(cm.Data["scheduler-config.yaml"]), &cfg); err != nil {
-			t.Fatal(err)
-		}
-		// Only the kubeconfig is this test's; qps and burst stay as rendered.
-		client := cfg["clientConnection"].(map[string]interface{})
-		client["kubeconfig"] = c.impersonating(t, sa, "system:serviceaccounts", "system:serviceaccounts:"+allValuesNamespace)
-		port := freePort(t)
-		args := []string{"--config=" + c.writeConfig(t, cfg), fmt.Sprintf("--secure-port=%d", port)}
-		deployment, err := c.client.AppsV1().Deployments(allValuesNamespace).Get(context.Background(), allValuesFullname, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, arg := range deployment.Spec.Template.Spec.Containers[0].Args {
-			if !strings.HasPrefix(arg, "--config=") && !strings.HasPrefix(arg, "--secure-port=") {
-				args = append(args, arg)
-			}
-		}
-		startBinary(t, "kube-scheduler", args...)
-		waitHTTPSOK(t, fmt.Sprintf("https://127.0.0.1:%d/readyz", port), 60*time.Second)
 
 		ns := c.namespace(t)
 		c.addNodes(t, ns, 2, "4")
@@ -185,7 +174,113 @@ func testChartAllValuesScheduler(t *testing.T, c *cluster) {
 		if len(nodes) != 1 {
 			t.Errorf("the gang spread over %d nodes; MostAllocated from pluginConfig packs it onto one", len(nodes))
 		}
+
+		// The standby reports the gangs it watches; the dashboard leaves out
+		// instances whose leader_election_master_status is 0. The admission
+		// histogram is the leader's alone. Scraped as the ServiceMonitor
+		// does, with the metrics reader's token.
+		token, err := c.client.CoreV1().ServiceAccounts(allValuesNamespace).CreateToken(context.Background(), allValuesFullname+"-metrics-reader",
+			&authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// kube-scheduler names its elector kube-scheduler, whatever the Lease.
+		lease := `leader_election_master_status{name="kube-scheduler"}`
+		admissions := "workload_coscheduling_gang_admission_duration_seconds_count"
+		tracked := "workload_coscheduling_gangs_tracked"
+		var roles []string
+		for attempt := 0; ; attempt++ {
+			roles = roles[:0]
+			for _, port := range []int{first, second} {
+				got := scrapeHTTPS(t, fmt.Sprintf("https://127.0.0.1:%d/metrics", port), token.Status.Token)
+				roles = append(roles, fmt.Sprintf("%s=%v %s=%v %s=%v", lease, got[lease], admissions, got[admissions], tracked, got[tracked]))
+			}
+			leader, standby := fmt.Sprintf("%s=1 %s=1 %s=1", lease, admissions, tracked), fmt.Sprintf("%s=0 %s=0 %s=1", lease, admissions, tracked)
+			if (roles[0] == leader && roles[1] == standby) || (roles[0] == standby && roles[1] == leader) {
+				break
+			}
+			if attempt == 50 {
+				t.Fatalf("want one replica with %s and the other with %s; got %q", leader, standby, roles)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		dashboard, err := os.ReadFile(filepath.Join(chartDir, "dashboards", "workload-coscheduling.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, expr := range regexp.MustCompile(`"expr": "(.*)"`).FindAllStringSubmatch(string(dashboard), -1) {
+			gauge := strings.Contains(expr[1], "gangs_waiting") || strings.Contains(expr[1], "gangs_tracked")
+			if gauge && !strings.Contains(expr[1], `unless on (instance) (leader_election_master_status{job=~\"$job\"} == 0)`) {
+				t.Errorf("the dashboard sums a gauge of standbys too: %s", expr[1])
+			}
+		}
 	})
+}
+
+// startAllValuesScheduler runs bin/kube-scheduler as the Deployment of
+// ci/all-values.yaml does: its flags and ConfigMap, as its ServiceAccount,
+// and returns its secure port.
+func (c *cluster) startAllValuesScheduler(t *testing.T, sa string) int {
+	t.Helper()
+	cm, err := c.client.CoreV1().ConfigMaps(allValuesNamespace).Get(context.Background(), allValuesFullname, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := map[string]interface{}{}
+	if err := yaml.Unmarshal([]byte(cm.Data["scheduler-config.yaml"]), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	// Only the kubeconfig is this test's, where a pod has its in-cluster
+	// config (also for delegated authentication and authorization of
+	// /metrics); qps and burst stay as rendered.
+	kubeconfig := c.impersonating(t, sa, "system:serviceaccounts", "system:serviceaccounts:"+allValuesNamespace)
+	cfg["clientConnection"].(map[string]interface{})["kubeconfig"] = kubeconfig
+	port := freePort(t)
+	args := []string{"--config=" + c.writeConfig(t, cfg), fmt.Sprintf("--secure-port=%d", port),
+		"--authentication-kubeconfig=" + kubeconfig, "--authorization-kubeconfig=" + kubeconfig}
+	deployment, err := c.client.AppsV1().Deployments(allValuesNamespace).Get(context.Background(), allValuesFullname, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, arg := range deployment.Spec.Template.Spec.Containers[0].Args {
+		if !strings.HasPrefix(arg, "--config=") && !strings.HasPrefix(arg, "--secure-port=") {
+			args = append(args, arg)
+		}
+	}
+	startBinary(t, "kube-scheduler", args...)
+	return port
+}
+
+// scrapeHTTPS reads a /metrics page with a bearer token, as Prometheus does:
+// each sample line's series (name and labels) and value.
+func scrapeHTTPS(t *testing.T, url, token string) map[string]float64 {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the scheduler's self-signed serving certificate
+	}}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s %v", url, resp.StatusCode, body, err)
+	}
+	samples := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if i := strings.LastIndexByte(line, ' '); i > 0 && !strings.HasPrefix(line, "#") {
+			if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+				samples[line[:i]] = v
+			}
+		}
+	}
+	return samples
 }
 
 func helmRender(t *testing.T, args ...string) string {
