@@ -14,7 +14,14 @@ INTEGRATION_TIMEOUT ?= 30m
 TOOLS := -modfile=hack/tools/go.mod
 HELM := $(BIN)/helm
 KUBE_VERSION := 1.35.4
-IMAGE ?= workload-coscheduling/kube-scheduler:0.1.0
+VERSION := 0.1.0
+IMAGE ?= workload-coscheduling/kube-scheduler:$(VERSION)
+# The image's architectures: make image builds both, make test the first.
+IMAGE_ARCHS ?= amd64
+IMAGE_DIR := $(BIN)/image
+comma := ,
+empty :=
+space := $(empty) $(empty)
 # Stamped into every Kubernetes binary built here, as the release build does
 # (kwokctl reads the version to pick component flags).
 KUBE_LDFLAGS := -ldflags '-X k8s.io/component-base/version.gitVersion=v$(KUBE_VERSION) \
@@ -27,13 +34,13 @@ LOCAL_TOOLS := $(BIN)/kwokctl $(BIN)/kwok $(BIN)/k8s/etcd $(BIN)/k8s/kube-apiser
 	$(BIN)/k8s/kube-controller-manager $(BIN)/k8s/default-scheduler $(BIN)/k8s/kubectl
 
 .PHONY: all build test unit-test integration-test e2e-local e2e bench bench-smoke verify generate manifests \
-	image chart-readme clean local-tools local-up local-down demo kubectl-gang soak fuzz
+	image image-archive image-test push docker-image chart-readme clean local-tools local-up local-down demo kubectl-gang soak fuzz
 
 all: build
 
-## build: the scheduler binary, bin/kube-scheduler
+## build: the scheduler binary, bin/kube-scheduler (static, as the image runs it)
 build:
-	$(GO) build $(KUBE_LDFLAGS) -o $(BIN)/kube-scheduler ./cmd/scheduler
+	CGO_ENABLED=0 $(GO) build -trimpath $(KUBE_LDFLAGS) -o $(BIN)/kube-scheduler ./cmd/scheduler
 
 ## kubectl-gang: the kubectl plugin, bin/kubectl-gang (put bin/ on PATH: kubectl gang list)
 kubectl-gang:
@@ -74,8 +81,8 @@ $(BIN)/k8s/default-scheduler: hack/tools/k8s/go.mod
 $(BIN)/k8s/kube-apiserver $(BIN)/k8s/kube-controller-manager $(BIN)/k8s/kubectl: hack/tools/k8s/go.mod
 	$(GO) build $(K8S_TOOLS) $(KUBE_LDFLAGS) -o $@ k8s.io/kubernetes/cmd/$(notdir $@)
 
-## test: verify, then the unit, integration and local end-to-end tests
-test: verify unit-test integration-test e2e-local
+## test: verify, then the unit tests, the image, the integration and local end-to-end tests
+test: verify unit-test image-test integration-test e2e-local
 
 ## unit-test: the pure logic (gang index, args), no API server
 unit-test:
@@ -90,10 +97,11 @@ integration-test: build $(HELM)
 e2e-local: build local-tools
 	$(GO) -C test/e2e test -count=1 -timeout 20m . -args -e2e.env=local
 
-## e2e: the same suite on a kind cluster (needs Docker): builds and loads the image,
+## e2e: the same suite on a kind cluster (needs Docker): builds the image archive, loads it,
 ## installs the chart with helm, deletes the cluster at the end
-e2e: image $(HELM) $(BIN)/kind
-	$(GO) -C test/e2e test -count=1 -timeout 40m . -v -args -e2e.env=kind -e2e.image=$(IMAGE)
+e2e: image-test $(HELM) $(BIN)/kind
+	$(GO) -C test/e2e test -count=1 -timeout 40m . -v -args -e2e.env=kind -e2e.image=$(IMAGE) \
+		-e2e.image-archive=$(CURDIR)/$(IMAGE_DIR)/kube-scheduler-linux-amd64.tar
 
 ## soak: TestReliability with a churn soak of SOAK_DURATION (make test runs it for 45s)
 SOAK_DURATION ?= 10m
@@ -135,10 +143,39 @@ manifests: $(HELM)
 	$(HELM) template workload-coscheduling charts/workload-coscheduling --namespace kube-system \
 		--kube-version $(KUBE_VERSION) > manifests/install.yaml
 
-## image: the container image (needs a Docker engine)
-image:
-	@docker info >/dev/null 2>&1 || { echo "make image needs a running Docker engine, and none answers here (docker info failed)." >&2; exit 1; }
-	docker build -f build/scheduler/Dockerfile -t $(IMAGE) .
+## image-archive: the image without a container engine, an OCI archive per architecture of
+## IMAGE_ARCHS in bin/image (the static binary on an empty base; hack/tools/image)
+image-archive: $(BIN)/image-tool
+	for arch in $(IMAGE_ARCHS); do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath $(KUBE_LDFLAGS) \
+			-o $(BIN)/linux-$$arch/kube-scheduler ./cmd/scheduler || exit 1; \
+	done
+	$(BIN)/image-tool -image $(IMAGE) -rootfs build/scheduler/rootfs -out $(IMAGE_DIR) -version $(VERSION) \
+		-revision "$$(git rev-parse HEAD 2>/dev/null)" -created "$$(git log -1 --format=%cI 2>/dev/null)" \
+		$(foreach arch,$(IMAGE_ARCHS),-binary $(arch)=$(BIN)/linux-$(arch)/kube-scheduler)
+
+## image-test: the archives opened and checked as a cluster would run them
+image-test: image-archive
+	$(GO) -C hack/tools/image test -count=1 . -args -dir=$(CURDIR)/$(IMAGE_DIR) -kube-version=$(KUBE_VERSION) \
+		-archs=$(subst $(space),$(comma),$(strip $(IMAGE_ARCHS)))
+
+## image: the image for amd64 and arm64, checked (bin/image/kube-scheduler.tar names both).
+## Load it: kind load image-archive bin/image/kube-scheduler-linux-amd64.tar
+image: IMAGE_ARCHS := amd64 arm64
+image: image-test
+
+## push: bin/image/kube-scheduler.tar (make image) to IMAGE, as an image index, with the credentials
+## of docker login (~/.docker/config.json); no Docker engine needed
+push: $(BIN)/image-tool
+	$(BIN)/image-tool push $(IMAGE_DIR)/kube-scheduler.tar $(IMAGE)
+
+$(BIN)/image-tool: hack/tools/image/go.mod hack/tools/image/main.go
+	$(GO) -C hack/tools/image build -o $(CURDIR)/$@ .
+
+## docker-image: the same image built by Docker from build/scheduler/Dockerfile (needs a Docker engine)
+docker-image:
+	@docker info >/dev/null 2>&1 || { echo "make docker-image needs a running Docker engine, and none answers here (docker info failed)." >&2; exit 1; }
+	docker build -f build/scheduler/Dockerfile --build-arg KUBE_VERSION=$(KUBE_VERSION) -t $(IMAGE) .
 
 ## verify: gofmt, go vet, go mod tidy, generated code, manifests/install.yaml and the chart README are clean
 verify: $(HELM) $(BIN)/helm-docs

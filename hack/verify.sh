@@ -12,13 +12,14 @@ unformatted=$(gofmt -l $(git ls-files --cached --others --exclude-standard '*.go
 
 go vet ./... || fail "go vet found problems"
 (cd test/e2e && go vet ./...) || fail "go vet found problems in test/e2e"
+(cd hack/tools/image && go vet ./...) || fail "go vet found problems in hack/tools/image"
 
 # The repository's modules: the scheduler, its tools (code generators and helm;
-# helm-docs;
+# helm-docs; the image builder;
 # the control plane of the local cluster; kwok and kind) and the e2e suite,
 # which has its own so that e2e-framework's newer dependencies stay out of the
 # scheduler's build.
-for mod in go.mod hack/tools/go.mod hack/tools/docs/go.mod hack/tools/k8s/go.mod hack/tools/clusters/go.mod test/e2e/go.mod; do
+for mod in go.mod hack/tools/go.mod hack/tools/docs/go.mod hack/tools/image/go.mod hack/tools/k8s/go.mod hack/tools/clusters/go.mod test/e2e/go.mod; do
   dir=$(dirname "$mod")
   # go mod tidy -diff prints what tidy would change and fails if anything.
   (cd "$dir" && go mod tidy -diff) || fail "$mod is not tidy (run go mod tidy in $dir)"

@@ -30,7 +30,8 @@ import (
 
 var (
 	environment = flag.String("e2e.env", "local", "where to run: local (simulated nodes, no Docker) or kind (needs Docker)")
-	image       = flag.String("e2e.image", "workload-coscheduling/kube-scheduler:0.1.0", "kind: the scheduler image to load and install")
+	image       = flag.String("e2e.image", "workload-coscheduling/kube-scheduler:0.1.0", "kind: the scheduler image to install")
+	archive     = flag.String("e2e.image-archive", "", "kind: the OCI archive of that image to load (make image-archive)")
 	// kindNodeImage is the kindest/node image of Kubernetes 1.35 that kind
 	// v0.31.0 (hack/tools/clusters) was released with.
 	kindNodeImage = "kindest/node:v1.35.0@sha256:452d707d4862f52530247495d180205e029056831160e22870e37e3f6c1ac31f"
@@ -86,6 +87,10 @@ func setupKind() {
 			"Run make e2e-local for the same suite without Docker.")
 		os.Exit(1)
 	}
+	if *archive == "" {
+		fmt.Fprintln(os.Stderr, "-e2e.env=kind needs -e2e.image-archive: run make e2e, which builds it")
+		os.Exit(1)
+	}
 	const cluster = "workload-coscheduling-e2e"
 	repo, tag := *image, "latest"
 	if i := strings.LastIndex(*image, ":"); i > strings.LastIndex(*image, "/") {
@@ -94,7 +99,7 @@ func setupKind() {
 	testenv.Setup(
 		envfuncs.CreateClusterWithConfig(kind.NewProvider(), cluster, filepath.Join(repoRoot, "hack", "kind-config.yaml"),
 			kind.WithImage(kindNodeImage), kind.WithPath(filepath.Join(repoRoot, "bin", "kind"))),
-		envfuncs.LoadImageToCluster(cluster, *image),
+		envfuncs.LoadImageArchiveToCluster(cluster, *archive),
 		func(ctx context.Context, cfg *envconf.Config) (context.Context, error) {
 			manager := helm.New(cfg.KubeconfigFile()).WithPath(filepath.Join(repoRoot, "bin", "helm"))
 			err := manager.RunInstall(helm.WithName("workload-coscheduling"), helm.WithNamespace("kube-system"),
