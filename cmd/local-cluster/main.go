@@ -57,7 +57,7 @@ and workload-coscheduling (schedulerName: %s).
 Scheduler log: %s
 Stop it with: make local-down
 `, c.Name, localcluster.KubeVersion, c.Nodes, localcluster.SchedulerName, c.Kubeconfig,
-			filepath.Join(c.Workdir, "clusters", c.Name, "logs", "kube-scheduler.log"))
+			c.SchedulerLog())
 	case "down":
 		if err := localcluster.Down(ctx, opts); err != nil {
 			fail(err)

@@ -2,7 +2,7 @@
 // machine with nothing but binaries the repository builds: KWOK's kwokctl
 // runs etcd, kube-apiserver (with the Workload API on), kube-controller-manager,
 // the stock kube-scheduler as the default scheduler, our scheduler as the
-// second one with the chart's rendered configuration, and the kwok controller,
+// second one with the chart's rendered configuration and flags, and the kwok controller,
 // which simulates the nodes: pods bound to them turn Running, and Job pods
 // Succeeded. kwokctl supervises the processes; Down removes them and the
 // working directory.
@@ -14,12 +14,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -115,12 +117,12 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 }
 
 func (c *Cluster) create(ctx context.Context) error {
-	schedulerConfig := filepath.Join(c.Workdir, "scheduler-config.yaml")
-	if err := c.renderSchedulerConfig(ctx, schedulerConfig); err != nil {
+	schedulerArgs, err := c.renderScheduler(ctx, filepath.Join(c.Workdir, "scheduler-config.yaml"))
+	if err != nil {
 		return err
 	}
 	kwokConfig := filepath.Join(c.Workdir, "kwokctl.yaml")
-	if err := os.WriteFile(kwokConfig, c.kwokctlConfiguration(schedulerConfig), 0o644); err != nil {
+	if err := os.WriteFile(kwokConfig, c.kwokctlConfiguration(schedulerArgs), 0o644); err != nil {
 		return err
 	}
 	if err := c.kwokctl(ctx, "create", "cluster", "--config", kwokConfig, "--kubeconfig=", "--wait", "2m"); err != nil {
@@ -171,34 +173,110 @@ func (c *Cluster) kwokctl(ctx context.Context, args ...string) error {
 	return cmd.Run()
 }
 
-// renderSchedulerConfig writes the KubeSchedulerConfiguration the chart
-// ships in its ConfigMap; kwokctl adds the kubeconfig when it starts the
-// scheduler.
-func (c *Cluster) renderSchedulerConfig(ctx context.Context, path string) error {
+// SchedulerLog is the file our scheduler's output goes to.
+func (c *Cluster) SchedulerLog() string {
+	return filepath.Join(c.Workdir, "clusters", c.Name, "logs", schedulerComponent+".log")
+}
+
+// schedulerComponent names our scheduler among kwokctl's components.
+const schedulerComponent = "workload-coscheduling"
+
+// renderScheduler renders the chart as helm install would for kube-system
+// and returns the command line of its Deployment's container, with the
+// KubeSchedulerConfiguration of its ConfigMap written to configPath. Only
+// what a pod gets from its cluster is the local cluster's own: the
+// kubeconfig (in a pod, the in-cluster config) and the secure port (a free
+// one: the scheduler runs on the host). Feature gates and every other flag
+// are the chart's.
+func (c *Cluster) renderScheduler(ctx context.Context, configPath string) ([]string, error) {
 	var out, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, c.bin("helm"), "template", "workload-coscheduling",
 		filepath.Join(c.Root, "charts", "workload-coscheduling"), "--namespace", "kube-system",
-		"--kube-version", KubeVersion, "--set", "schedulerName="+SchedulerName, "--show-only", "templates/configmap.yaml")
+		"--kube-version", KubeVersion, "--set", "schedulerName="+SchedulerName,
+		"--show-only", "templates/configmap.yaml", "--show-only", "templates/deployment.yaml")
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("helm template: %w: %s", err, stderr.String())
+		return nil, fmt.Errorf("helm template: %w: %s", err, stderr.String())
 	}
 	var cm v1.ConfigMap
-	if err := yaml.Unmarshal(out.Bytes(), &cm); err != nil {
-		return fmt.Errorf("the chart's ConfigMap: %w", err)
+	var deployment appsv1.Deployment
+	for _, doc := range strings.Split(out.String(), "\n---") {
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			return nil, fmt.Errorf("the chart's render: %w", err)
+		}
+		var err error
+		switch meta.Kind {
+		case "ConfigMap":
+			err = yaml.Unmarshal([]byte(doc), &cm)
+		case "Deployment":
+			err = yaml.Unmarshal([]byte(doc), &deployment)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("the chart's %s: %w", meta.Kind, err)
+		}
 	}
 	data, ok := cm.Data["scheduler-config.yaml"]
 	if !ok {
-		return errors.New("the chart's ConfigMap has no scheduler-config.yaml")
+		return nil, errors.New("the chart's ConfigMap has no scheduler-config.yaml")
 	}
-	return os.WriteFile(path, []byte(data), 0o644)
+	if len(deployment.Spec.Template.Spec.Containers) != 1 {
+		return nil, errors.New("the chart's Deployment has no single container")
+	}
+	cfg := map[string]interface{}{}
+	if err := yaml.Unmarshal([]byte(data), &cfg); err != nil {
+		return nil, fmt.Errorf("the chart's scheduler configuration: %w", err)
+	}
+	client, _ := cfg["clientConnection"].(map[string]interface{})
+	if client == nil {
+		client = map[string]interface{}{}
+	}
+	client["kubeconfig"] = c.Kubeconfig
+	cfg["clientConnection"] = client
+	raw, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(configPath, raw, 0o644); err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	var args []string
+	for _, arg := range deployment.Spec.Template.Spec.Containers[0].Args {
+		switch {
+		case strings.HasPrefix(arg, "--config="):
+			arg = "--config=" + configPath
+		case strings.HasPrefix(arg, "--secure-port="):
+			arg = fmt.Sprintf("--secure-port=%d", port)
+		}
+		args = append(args, arg)
+	}
+	return args, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // kwokctlConfiguration is kwokctl's configuration: the binary runtime with
-// the repository's binaries, the Workload API served, our scheduler in
-// kwokctl's scheduler slot, and the stock scheduler as an extra component that
-// serves default-scheduler pods.
-func (c *Cluster) kwokctlConfiguration(schedulerConfig string) []byte {
+// the repository's binaries and the Workload API served. kwokctl's own
+// scheduler slot is off: it would add its flags and feature gates
+// (kubeFeatureGates go to every component it runs). Our scheduler runs as
+// an extra component with the chart's command line, and the stock scheduler
+// as another that serves default-scheduler pods.
+func (c *Cluster) kwokctlConfiguration(schedulerArgs []string) []byte {
+	var ours strings.Builder
+	for _, arg := range schedulerArgs {
+		fmt.Fprintf(&ours, "      - %q\n", arg)
+	}
 	return fmt.Appendf(nil, `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 options:
@@ -209,20 +287,24 @@ options:
   kubeControllerManagerBinary: %[2]s/k8s/kube-controller-manager
   kubectlBinary: %[2]s/k8s/kubectl
   kwokControllerBinary: %[2]s/kwok
-  kubeSchedulerBinary: %[2]s/kube-scheduler
-  kubeSchedulerConfig: %[3]s
+  disableKubeScheduler: true
   kubeFeatureGates: GenericWorkload=true
   kubeRuntimeConfig: scheduling.k8s.io/v1alpha1=true
 components:
-  - name: default-scheduler
+  - name: %[6]s
+    binary: %[2]s/kube-scheduler
+    links: [kube-apiserver]
+    workDir: %[3]s
+    args:
+%[4]s  - name: default-scheduler
     binary: %[2]s/k8s/default-scheduler
     links: [kube-apiserver]
-    workDir: %[4]s
+    workDir: %[3]s
     args:
       - --kubeconfig=%[5]s
       - --leader-elect=false
       - --secure-port=0
-`, KubeVersion, filepath.Join(c.Root, "bin"), schedulerConfig, filepath.Join(c.Workdir, "clusters", c.Name), c.Kubeconfig)
+`, KubeVersion, filepath.Join(c.Root, "bin"), filepath.Join(c.Workdir, "clusters", c.Name), ours.String(), c.Kubeconfig, schedulerComponent)
 }
 
 // createNodes registers the simulated nodes; the kwok controller marks them
@@ -276,7 +358,7 @@ func (c *Cluster) waitSchedulers(ctx context.Context, client kubernetes.Interfac
 	})
 	if err != nil {
 		// Down removes the log: tell what it said.
-		log, _ := os.ReadFile(filepath.Join(c.Workdir, "clusters", c.Name, "logs", "kube-scheduler.log"))
+		log, _ := os.ReadFile(c.SchedulerLog())
 		return fmt.Errorf("our scheduler did not take its lease kube-system/%s: %w; the end of its log:\n%s", leaseName, err, lastLines(log, 30))
 	}
 	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {

@@ -177,6 +177,13 @@ func (c *cluster) startScheduler(t *testing.T) {
 
 // runScheduler runs the scheduler from a configuration file, with the
 // feature gate defaults the binary applies, until t ends.
+//
+// It cannot run with the shipped flags exactly where the cluster serves the
+// built-in Workload API: kube-apiserver runs in this process and reads the
+// same process-wide GenericWorkload gate on every pod write (off, it drops
+// spec.workloadRef), so the scheduler sees the gate on, which the shipped
+// binary does not set. Portable-Workload clusters have it off. TestChart and
+// e2e-local run the binary with the chart's own flags.
 func (c *cluster) runScheduler(t *testing.T, configFile string) {
 	t.Helper()
 	featuregatetesting.SetFeatureGatesDuringTest(t, utilfeature.DefaultFeatureGate, registry.FeatureGateDefaults)
