@@ -34,7 +34,7 @@ LOCAL_TOOLS := $(BIN)/kwokctl $(BIN)/kwok $(BIN)/k8s/etcd $(BIN)/k8s/kube-apiser
 	$(BIN)/k8s/kube-controller-manager $(BIN)/k8s/default-scheduler $(BIN)/k8s/kubectl
 
 .PHONY: all build test unit-test integration-test e2e-local e2e bench bench-smoke verify generate manifests \
-	image image-archive image-test push docker-image chart-readme clean local-tools local-up local-down demo kubectl-gang soak fuzz
+	image image-archive image-test push docker-image kubectl-gang-release chart-readme clean local-tools local-up local-down demo kubectl-gang soak fuzz
 
 all: build
 
@@ -45,6 +45,18 @@ build:
 ## kubectl-gang: the kubectl plugin, bin/kubectl-gang (put bin/ on PATH: kubectl gang list)
 kubectl-gang:
 	$(GO) build -o $(BIN)/kubectl-gang ./cmd/kubectl-gang
+
+## kubectl-gang-release: kubectl-gang archives per platform and their krew manifest, in bin/release
+KUBECTL_GANG_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+kubectl-gang-release:
+	rm -rf $(BIN)/release && mkdir -p $(BIN)/release
+	for platform in $(KUBECTL_GANG_PLATFORMS); do \
+		os=$${platform%/*}; arch=$${platform#*/}; exe=; [ $$os = windows ] && exe=.exe; \
+		dir=$(BIN)/release/kubectl-gang_$${os}_$${arch}; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -o $$dir/kubectl-gang$$exe ./cmd/kubectl-gang || exit 1; \
+		tar -C $$dir -czf $$dir.tar.gz kubectl-gang$$exe || exit 1; \
+	done
+	hack/krew-manifest.sh $(VERSION) $(BIN)/release > $(BIN)/release/gang.yaml
 
 ## demo: the samples on a live gang table; starts (and removes) the local cluster unless
 ## KUBECONFIG names a cluster (then SCHEDULER_NAME is the schedulerName of ours there)

@@ -300,7 +300,7 @@ func settled(rows []gangview.Gang) bool {
 }
 
 func snapshot(ctx context.Context, clients gangctl.Clients, ns string) ([]gangview.Gang, error) {
-	workloads, pods, events, err := gangctl.List(ctx, clients, ns)
+	workloads, pods, events, err := gangctl.List(ctx, clients, ns, "")
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ package gangctl
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -20,10 +19,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/yaml"
+	"k8s.io/kubectl/pkg/cmd/get"
 
 	wcsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/scheduling/v1alpha1"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
@@ -50,13 +50,22 @@ member.`,
 	root.SetErr(errOut)
 	config.AddFlags(root.PersistentFlags())
 
-	var allNamespaces bool
-	var output string
+	var allNamespaces, watch bool
+	var selector string
+	listPrint := get.NewGetPrintFlags()
 	list := &cobra.Command{
-		Use:     "list",
-		Short:   "List the gangs in a namespace, or in all with -A",
-		Example: "  kubectl gang list -n ml\n  kubectl gang list -A -o wide",
-		Args:    cobra.NoArgs,
+		Use:   "list",
+		Short: "List the gangs in a namespace, or in all with -A",
+		Long: `List the gangs in a namespace, or in all with -A, as kubectl get lists objects:
+each gang is printed as a Gang (kubectl-gang.workload-coscheduling.io/v1alpha1,
+a view of kubectl gang, not an object of the API server) named
+WORKLOAD/PODGROUP[/REPLICAKEY], labelled with its Workload's labels.`,
+		Example: `  kubectl gang list -n ml
+  kubectl gang list -A -o wide
+  kubectl gang list -l team=vision -o jsonpath='{.items[*].metadata.name}'
+  kubectl gang list -o custom-columns=GANG:.metadata.name,STATE:.status.state
+  kubectl gang list -w`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ns, err := clientFor(config)
 			if err != nil {
@@ -65,32 +74,41 @@ member.`,
 			if allNamespaces {
 				ns = metav1.NamespaceAll
 			}
-			snap, err := read(cmd.Context(), c, ns, "")
+			if watch {
+				return watchGangs(cmd.Context(), c, ns, selector, out, listPrint, allNamespaces)
+			}
+			snap, err := read(cmd.Context(), c, ns, "", selector)
 			if err != nil {
 				return err
 			}
-			return printRows(out, snap.gangs, output, allNamespaces)
+			if len(snap.gangs) == 0 && (*listPrint.OutputFormat == "" || *listPrint.OutputFormat == "wide") {
+				return noneFound(errOut, ns)
+			}
+			return printGangs(out, listPrint, snap.gangs, viewObjects(snap.gangs, snap.allPods, snap.workloads), allNamespaces, time.Now())
 		},
 	}
+	listPrint.AddFlags(list)
 	list.Flags().BoolVarP(&allNamespaces, "all-namespaces", "A", false, "list the gangs of every namespace")
-	list.Flags().StringVarP(&output, "output", "o", "", "output format: wide, json or yaml")
+	list.Flags().StringVarP(&selector, "selector", "l", "", "only the gangs of Workloads with these labels (e.g. -l team=vision,tier!=test)")
+	list.Flags().BoolVarP(&watch, "watch", "w", false, "after listing, print each gang again when it changes")
 
+	describePrint := get.NewGetPrintFlags()
 	describe := &cobra.Command{
 		Use:     "describe WORKLOAD",
 		Short:   "Describe a Workload: its podGroups, their gangs and the latest events",
-		Example: "  kubectl gang describe training -n ml",
+		Example: "  kubectl gang describe training -n ml\n  kubectl gang describe training -o yaml",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, ns, err := clientFor(config)
 			if err != nil {
 				return err
 			}
-			snap, err := read(cmd.Context(), c, ns, args[0])
+			snap, err := read(cmd.Context(), c, ns, args[0], "")
 			if err != nil {
 				return err
 			}
-			if output != "" {
-				return printRows(out, snap.gangs, output, false)
+			if *describePrint.OutputFormat != "" {
+				return printGangs(out, describePrint, snap.gangs, viewObjects(snap.gangs, snap.allPods, snap.workloads), false, time.Now())
 			}
 			if err := readPlacements(cmd.Context(), c, snap, args[0]); err != nil {
 				return err
@@ -98,10 +116,20 @@ member.`,
 			return describeWorkload(out, ns, args[0], snap)
 		},
 	}
-	describe.Flags().StringVarP(&output, "output", "o", "", "output format for the gangs: wide, json or yaml")
+	describePrint.AddFlags(describe)
 
 	root.AddCommand(list, describe)
 	return root
+}
+
+// noneFound says so as kubectl get does, on standard error.
+func noneFound(errOut io.Writer, ns string) error {
+	if ns == metav1.NamespaceAll {
+		_, err := fmt.Fprintln(errOut, "No resources found")
+		return err
+	}
+	_, err := fmt.Fprintf(errOut, "No resources found in %s namespace.\n", ns)
+	return err
 }
 
 func clientFor(config *genericclioptions.ConfigFlags) (Clients, string, error) {
@@ -136,34 +164,101 @@ func NewClients(cfg *rest.Config) (Clients, error) {
 	return Clients{Kube: kube, Portable: portable}, err
 }
 
-// List reads the Workloads of both APIs, the pods and the events of
-// namespace ns (all when empty). An API the server does not serve has no
-// Workloads.
-func List(ctx context.Context, c Clients, ns string) (gangview.Workloads, []v1.Pod, []eventsv1.Event, error) {
+// pageSize is how many objects each list request returns: -A on a large
+// cluster reads pods and events page by page, keeping only gang members and
+// the events about them and their Workloads.
+const pageSize = 500
+
+// List reads the Workloads of both APIs (those matching selector, when one
+// is given), the pods that reference a Workload (one of those, with a
+// selector) and the events about them and the Workloads, in namespace ns
+// (all when empty). An API the server does not serve has no Workloads.
+func List(ctx context.Context, c Clients, ns, selector string) (gangview.Workloads, []v1.Pod, []eventsv1.Event, error) {
 	var workloads gangview.Workloads
-	native, err := c.Kube.SchedulingV1alpha1().Workloads(ns).List(ctx, metav1.ListOptions{})
-	switch {
-	case err == nil:
-		workloads.Native = native.Items
-	case !apierrors.IsNotFound(err):
+	opts := metav1.ListOptions{LabelSelector: selector, Limit: pageSize}
+	err := eachPage(ctx, opts, func(opts metav1.ListOptions) (string, error) {
+		l, err := c.Kube.SchedulingV1alpha1().Workloads(ns).List(ctx, opts)
+		if err != nil {
+			return "", err
+		}
+		workloads.Native = append(workloads.Native, l.Items...)
+		return l.Continue, nil
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
 		return workloads, nil, nil, fmt.Errorf("listing Workloads: %w", err)
 	}
-	portable, err := c.Portable.SchedulingV1alpha1().Workloads(ns).List(ctx, metav1.ListOptions{})
-	switch {
-	case err == nil:
-		workloads.Portable = portable.Items
-	case !apierrors.IsNotFound(err):
+	err = eachPage(ctx, opts, func(opts metav1.ListOptions) (string, error) {
+		l, err := c.Portable.SchedulingV1alpha1().Workloads(ns).List(ctx, opts)
+		if err != nil {
+			return "", err
+		}
+		workloads.Portable = append(workloads.Portable, l.Items...)
+		return l.Continue, nil
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
 		return workloads, nil, nil, fmt.Errorf("listing portable Workloads: %w", err)
 	}
-	pods, err := c.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	selected := map[gang.WorkloadKey]bool{}
+	for _, w := range workloads.Native {
+		selected[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}] = true
+	}
+	for _, w := range workloads.Portable {
+		selected[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Portable: true}] = true
+	}
+	var pods []v1.Pod
+	members := map[types.NamespacedName]bool{}
+	err = eachPage(ctx, metav1.ListOptions{Limit: pageSize}, func(opts metav1.ListOptions) (string, error) {
+		l, err := c.Kube.CoreV1().Pods(ns).List(ctx, opts)
+		if err != nil {
+			return "", err
+		}
+		for _, p := range l.Items {
+			if key, ok := gang.KeyOf(&p); ok && (selector == "" || selected[key.WorkloadKey()]) {
+				pods = append(pods, p)
+				members[types.NamespacedName{Namespace: p.Namespace, Name: p.Name}] = true
+			}
+		}
+		return l.Continue, nil
+	})
 	if err != nil {
 		return workloads, nil, nil, err
 	}
-	events, err := c.Kube.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return workloads, nil, nil, err
+	var events []eventsv1.Event
+	err = eachPage(ctx, metav1.ListOptions{Limit: pageSize}, func(opts metav1.ListOptions) (string, error) {
+		l, err := c.Kube.EventsV1().Events(ns).List(ctx, opts)
+		if err != nil {
+			return "", err
+		}
+		for _, e := range l.Items {
+			r := e.Regarding
+			about := types.NamespacedName{Namespace: r.Namespace, Name: r.Name}
+			if (r.Kind == "Pod" && members[about]) || (r.Kind == "Workload" && (selector == "" || selectedName(selected, about))) {
+				events = append(events, e)
+			}
+		}
+		return l.Continue, nil
+	})
+	return workloads, pods, events, err
+}
+
+func selectedName(selected map[gang.WorkloadKey]bool, w types.NamespacedName) bool {
+	return selected[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}] ||
+		selected[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Portable: true}]
+}
+
+// eachPage calls list for each page of a list: list returns the page's
+// continue token.
+func eachPage(ctx context.Context, opts metav1.ListOptions, list func(metav1.ListOptions) (string, error)) error {
+	for {
+		next, err := list(opts)
+		if err != nil || next == "" {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		opts.Continue = next
 	}
-	return workloads, pods.Items, events.Items, nil
 }
 
 type snapshot struct {
@@ -176,16 +271,19 @@ type snapshot struct {
 	members    map[string]bool
 	pods       []v1.Pod
 	placements []string
+	// allPods are the gang members read (all of them, not just the
+	// described Workload's), for the gangs' ages.
+	allPods []v1.Pod
 }
 
 // read lists what the view needs in namespace ns (all when empty); with a
 // workload name, only that Workload's pods and gangs are kept.
-func read(ctx context.Context, c Clients, ns, workload string) (*snapshot, error) {
-	workloads, pods, events, err := List(ctx, c, ns)
+func read(ctx context.Context, c Clients, ns, workload, selector string) (*snapshot, error) {
+	workloads, pods, events, err := List(ctx, c, ns, selector)
 	if err != nil {
 		return nil, err
 	}
-	snap := &snapshot{workloads: workloads, events: events}
+	snap := &snapshot{workloads: workloads, events: events, allPods: pods}
 	members := pods
 	if workload != "" {
 		found := slices.ContainsFunc(workloads.Native, func(w schedulingv1alpha1.Workload) bool { return w.Name == workload }) ||
@@ -205,34 +303,6 @@ func read(ctx context.Context, c Clients, ns, workload string) (*snapshot, error
 	}
 	snap.gangs = gangview.Build(workloads, members, events)
 	return snap, nil
-}
-
-func printRows(out io.Writer, rows []gangview.Gang, format string, namespaces bool) error {
-	switch format {
-	case "":
-		return gangview.WriteTable(out, rows, gangview.TableOptions{Namespace: namespaces, MaxReason: 80})
-	case "wide":
-		return gangview.WriteTable(out, rows, gangview.TableOptions{Namespace: namespaces})
-	case "json":
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"gangs": nonNil(rows)})
-	case "yaml":
-		data, err := yaml.Marshal(map[string]any{"gangs": nonNil(rows)})
-		if err != nil {
-			return err
-		}
-		_, err = out.Write(data)
-		return err
-	}
-	return fmt.Errorf("unknown output format %q: want wide, json or yaml", format)
-}
-
-func nonNil(rows []gangview.Gang) []gangview.Gang {
-	if rows == nil {
-		return []gangview.Gang{}
-	}
-	return rows
 }
 
 // describeWorkload prints the Workload's podGroups, its gangs and the latest
