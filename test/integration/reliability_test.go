@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"flag"
@@ -64,23 +63,12 @@ func TestReliability(t *testing.T) {
 type schedulerProcess struct {
 	cmd     *exec.Cmd
 	port    int
-	mu      sync.Mutex
-	out     bytes.Buffer
+	out     syncBuffer
 	exited  chan struct{}
 	started time.Time
 }
 
-func (p *schedulerProcess) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-
-func (p *schedulerProcess) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
+func (p *schedulerProcess) output() string { return p.out.String() }
 
 // startSchedulerProcess runs the binary with our profile, leader election on
 // lease kube-system/<lease> with short timings (so that a killed leader is
@@ -122,7 +110,7 @@ func (c *cluster) startSchedulerProcessTimed(t *testing.T, lease, duration, rene
 	p := &schedulerProcess{port: freePort(t), exited: make(chan struct{}), started: time.Now()}
 	p.cmd = exec.Command(bin, "--config="+file, fmt.Sprintf("--secure-port=%d", p.port), "--v=2",
 		"--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics")
-	p.cmd.Stdout, p.cmd.Stderr = p, p
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("%s: %v (make integration-test builds it)", bin, err)
 	}
