@@ -83,7 +83,8 @@ func TestNativeAndPortable(t *testing.T) {
 
 	// kubectl gang shows both gangs.
 	out := c.kubectlGang(t, ns, "list", "-o", "json")
-	if !strings.Contains(out, `"portable": true`) || strings.Count(out, `"workload": "job"`) != 2 {
+	if !strings.Contains(out, `"workloadAPI": "scheduling.workload-coscheduling.io/v1alpha1"`) ||
+		!strings.Contains(out, `"workloadAPI": "scheduling.k8s.io/v1alpha1"`) || strings.Count(out, `"workload": "job"`) != 2 {
 		t.Errorf("kubectl gang list shows not both gangs:\n%s", out)
 	}
 }
