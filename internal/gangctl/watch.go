@@ -64,6 +64,11 @@ func watchGangs(ctx context.Context, c Clients, ns, selector string, out io.Writ
 		if err != nil && !errors.Is(err, errWatchEnded) {
 			return err
 		}
+		// A watch the server keeps closing is not listed again in a tight loop.
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
 	}
 	return nil
 }
