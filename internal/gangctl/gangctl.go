@@ -203,7 +203,7 @@ func List(ctx context.Context, c Clients, ns, selector string) (gangview.Workloa
 		selected[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}] = true
 	}
 	for _, w := range workloads.Portable {
-		selected[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Portable: true}] = true
+		selected[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Source: gang.SourcePortable}] = true
 	}
 	var pods []v1.Pod
 	members := map[types.NamespacedName]bool{}
@@ -243,7 +243,7 @@ func List(ctx context.Context, c Clients, ns, selector string) (gangview.Workloa
 
 func selectedName(selected map[gang.WorkloadKey]bool, w types.NamespacedName) bool {
 	return selected[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}] ||
-		selected[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Portable: true}]
+		selected[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Source: gang.SourcePortable}]
 }
 
 // eachPage calls list for each page of a list: list returns the page's

@@ -36,7 +36,7 @@ func gangObject(g gangview.Gang, created time.Time, labels map[string]string) *u
 		name += "/" + g.Key.ReplicaKey
 	}
 	api := "scheduling.k8s.io/v1alpha1"
-	if g.Key.Portable {
+	if g.Key.Source == gang.SourcePortable {
 		api = "scheduling.workload-coscheduling.io/v1alpha1"
 	}
 	policy := "Basic"
@@ -123,7 +123,7 @@ func gangTable(rows []gangview.Gang, objs []*unstructured.Unstructured, wide boo
 			policy = "?"
 		}
 		api := "built-in"
-		if g.Key.Portable {
+		if g.Key.Source == gang.SourcePortable {
 			api = "portable"
 		}
 		reason := g.Reason
@@ -193,7 +193,7 @@ func viewObjects(rows []gangview.Gang, pods []v1.Pod, workloads gangview.Workloa
 		meta[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}] = workloadMeta{w.CreationTimestamp.Time, w.Labels}
 	}
 	for _, w := range workloads.Portable {
-		meta[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Portable: true}] = workloadMeta{w.CreationTimestamp.Time, w.Labels}
+		meta[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Source: gang.SourcePortable}] = workloadMeta{w.CreationTimestamp.Time, w.Labels}
 	}
 	first := map[gang.Key]time.Time{}
 	for i := range pods {

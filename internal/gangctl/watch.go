@@ -218,7 +218,7 @@ func (s *watchState) apply(e watch.Event) bool {
 }
 
 func (s *watchState) selected(w gang.WorkloadKey) bool {
-	if w.Portable {
+	if w.Source == gang.SourcePortable {
 		for _, x := range s.portable {
 			if x.Namespace == w.Namespace && x.Name == w.Name {
 				return true

@@ -516,8 +516,11 @@ func (x *Index) Release(key Key, now time.Time) Effects {
 	return e
 }
 
+// setMinCount gives the gang the quorum its Workload or PodGroup has now.
+// A PodGroup's minMember can change: while an attempt holds reservations it
+// keeps the quorum it started with, and the change applies to the next one.
 func (g *gang) setMinCount(minCount int) {
-	if minCount > 0 {
+	if minCount > 0 && (g.minCount == 0 || g.counts.Reserved == 0) {
 		g.minCount = minCount
 	}
 }

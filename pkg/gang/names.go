@@ -26,3 +26,9 @@ const (
 	TopologyRequiredAnnotation  = "workload-coscheduling.io/topology-required"
 	TopologyPreferredAnnotation = "workload-coscheduling.io/topology-preferred"
 )
+
+// PodGroupLabel is how a pod joins a scheduler-plugins PodGroup
+// (scheduling.x-k8s.io/v1alpha1) of its namespace, as KubeRay, the Kubeflow
+// training operator and Coscheduling's users label pods. spec.workloadRef and
+// the portable annotations win over it.
+const PodGroupLabel = "scheduling.x-k8s.io/pod-group"

@@ -80,6 +80,9 @@ const (
 	OutcomePreempting Outcome = "preempting"
 	// OutcomePreempted: the gang was a victim of a higher-priority gang.
 	OutcomePreempted Outcome = "preempted"
+	// OutcomeMinResources: the gang's minResources (a PodGroup's) exceed
+	// the cluster's free capacity: the attempt ended before any Reserve.
+	OutcomeMinResources Outcome = "min_resources"
 )
 
 // Effects is what a transition asks the plugin to carry out. The zero value

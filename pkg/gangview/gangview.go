@@ -125,7 +125,7 @@ func Build(workloads Workloads, pods []v1.Pod, events []eventsv1.Event) []Gang {
 	}
 	for _, w := range workloads.Portable {
 		spec := w.Spec.BuiltIn()
-		minCounts[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Portable: true}] = minCountsOf(&spec)
+		minCounts[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Source: gang.SourcePortable}] = minCountsOf(&spec)
 	}
 	out := make([]Gang, 0, len(rows))
 	for _, row := range rows {

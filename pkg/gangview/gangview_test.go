@@ -197,7 +197,7 @@ func TestBuildPortable(t *testing.T) {
 		[]v1.Pod{annotated, native}, nil)
 	want := []Gang{
 		{Key: gang.Key{Namespace: "ns", Workload: "w", PodGroup: "g"}, IsGang: true, MinCount: 1, Present: 1, Bound: 1, Running: 1, State: Running},
-		{Key: gang.Key{Namespace: "ns", Workload: "w", PodGroup: "g", Portable: true}, IsGang: true, MinCount: 3, Present: 1, State: WaitingForMembers},
+		{Key: gang.Key{Namespace: "ns", Workload: "w", PodGroup: "g", Source: gang.SourcePortable}, IsGang: true, MinCount: 3, Present: 1, State: WaitingForMembers},
 	}
 	if len(rows) != 2 || rows[0] != want[0] || rows[1] != want[1] {
 		t.Errorf("got %+v\nwant %+v", rows, want)

@@ -26,7 +26,7 @@ const discoveryTimeout = 2 * time.Minute
 func workloadAPIServed(ctx context.Context, handle fwk.Handle) (served bool, err error) {
 	logger := klog.FromContext(ctx)
 	poll := wait.PollUntilContextTimeout(ctx, time.Second, discoveryTimeout, true, func(context.Context) (bool, error) {
-		served, err = apiServed(handle, workloadref.GroupVersion)
+		served, err = apiServed(handle, workloadref.GroupVersion, "workloads")
 		if err != nil {
 			logger.V(2).Info("Discovery failed; asking again", "groupVersion", workloadref.GroupVersion, "err", err)
 			return false, nil
@@ -39,8 +39,8 @@ func workloadAPIServed(ctx context.Context, handle fwk.Handle) (served bool, err
 	return served, err
 }
 
-// apiServed asks discovery whether groupVersion serves workloads.
-func apiServed(handle fwk.Handle, groupVersion string) (bool, error) {
+// apiServed asks discovery whether groupVersion serves resource.
+func apiServed(handle fwk.Handle, groupVersion, resource string) (bool, error) {
 	resources, err := handle.ClientSet().Discovery().ServerResourcesForGroupVersion(groupVersion)
 	if apierrors.IsNotFound(err) {
 		return false, nil
@@ -49,7 +49,7 @@ func apiServed(handle fwk.Handle, groupVersion string) (bool, error) {
 		return false, fmt.Errorf("%s: discovering %s: %w", Name, groupVersion, err)
 	}
 	for _, r := range resources.APIResources {
-		if r.Name == "workloads" {
+		if r.Name == resource {
 			return true, nil
 		}
 	}

@@ -32,7 +32,11 @@ func (pl *WorkloadCoscheduling) carryOut(ctx context.Context, key gang.Key, e ga
 		if e.Waited > 0 {
 			permitWaitDuration.WithLabelValues("rolled_back").Observe(e.Waited.Seconds())
 		}
-		pl.tellWorkload(key, v1.EventTypeWarning, ReasonGangRolledBack, msg)
+		reason := ReasonGangRolledBack
+		if e.Outcome == gang.OutcomeMinResources {
+			reason = ReasonMinResourcesUnfit
+		}
+		pl.tellWorkload(key, v1.EventTypeWarning, reason, msg)
 		logger.V(2).Info("Gang attempt failed, rolled back", "gang", key, "outcome", e.Outcome, "rejectedWaiting", rejected, "backoff", e.Backoff, "reason", why)
 		// Without a gang backoff (members are bound: they must be followed
 		// soon) the members come back through the framework's own per-pod

@@ -167,7 +167,7 @@ func (f *flow) portableWorkload(name string, minCount int32) {
 		PodGroups: []wcsv1alpha1.PodGroup{{Name: "workers", Policy: wcsv1alpha1.PodGroupPolicy{Gang: &wcsv1alpha1.GangSchedulingPolicy{MinCount: minCount}}}}}}
 	f.pl.resolver.ServePortable(nil)
 	f.pl.resolver.SetPortableWorkload(w)
-	f.pl.workloadArrived(f.logger, w, true)
+	f.pl.workloadArrived(f.logger, w, gang.SourcePortable)
 }
 
 // gangPod is a pod of gang workload/workers[replica] for our scheduler.

@@ -89,7 +89,7 @@ func (pl *WorkloadCoscheduling) watch(ctx context.Context) error {
 		DeleteFunc: func(obj interface{}) {
 			if w := workloadFrom(obj); w != nil {
 				pl.resolver.DeleteWorkload(w)
-				pl.workloadDeleted(logger, w, false)
+				pl.workloadDeleted(logger, w, gang.SourceWorkload)
 			}
 		},
 	}
@@ -146,6 +146,7 @@ func (pl *WorkloadCoscheduling) podDeleted(logger klog.Logger, pod *v1.Pod) {
 	if !ok {
 		return
 	}
+	pl.ignoredTold.Delete(pod.UID)
 	e := pl.index.DeletePod(m.key, pod.UID, m.minCount(), pl.now())
 	why := ""
 	if e.RolledBack {
@@ -173,18 +174,24 @@ func (pl *WorkloadCoscheduling) victimGone(logger klog.Logger, pod *v1.Pod) {
 // in that order, so that their PreEnqueue finds it.
 func (pl *WorkloadCoscheduling) workloadAdded(logger klog.Logger, w *schedulingv1alpha1.Workload) {
 	pl.resolver.SetWorkload(w)
-	pl.workloadArrived(logger, w, false)
+	pl.workloadArrived(logger, w, gang.SourceWorkload)
 }
 
 // workloadArrived tells the user about the Workload's annotations and wakes
 // the gangs that waited for it; the resolver already has it.
-func (pl *WorkloadCoscheduling) workloadArrived(logger klog.Logger, w workloadObject, portable bool) {
+func (pl *WorkloadCoscheduling) workloadArrived(logger klog.Logger, w workloadObject, source gang.Source) {
 	pl.checkAnnotations(w)
-	for _, key := range pl.index.GangsOf(gang.WorkloadKey{Namespace: w.GetNamespace(), Name: w.GetName(), Portable: portable}) {
+	pl.wakeGangsOf(logger, gang.WorkloadKey{Namespace: w.GetNamespace(), Name: w.GetName(), Source: source}, "workload added")
+}
+
+// wakeGangsOf gives the gangs of the Workload or PodGroup their quorum,
+// which the resolver now knows, and has the queue judge their members again.
+func (pl *WorkloadCoscheduling) wakeGangsOf(logger klog.Logger, workload gang.WorkloadKey, why string) {
+	for _, key := range pl.index.GangsOf(workload) {
 		if policy, reason := pl.resolver.ResolveKey(key); reason == nil && policy.IsGang() {
 			pl.index.SetMinCount(key, int(policy.MinCount), pl.now())
 		}
-		pl.activate(logger, key, "workload added")
+		pl.activate(logger, key, why)
 	}
 }
 
@@ -209,9 +216,9 @@ func (pl *WorkloadCoscheduling) checkAnnotations(w workloadObject) {
 // workloadDeleted rejects the members waiting at Permit: without their
 // Workload their gang can no longer be admitted, and they should not hold
 // nodes until their timeout. It is no failure of the gang: no backoff.
-func (pl *WorkloadCoscheduling) workloadDeleted(logger klog.Logger, w workloadObject, portable bool) {
+func (pl *WorkloadCoscheduling) workloadDeleted(logger klog.Logger, w workloadObject, source gang.Source) {
 	msg := fmt.Sprintf("Workload %s/%s was deleted", w.GetNamespace(), w.GetName())
-	for _, key := range pl.index.GangsOf(gang.WorkloadKey{Namespace: w.GetNamespace(), Name: w.GetName(), Portable: portable}) {
+	for _, key := range pl.index.GangsOf(gang.WorkloadKey{Namespace: w.GetNamespace(), Name: w.GetName(), Source: source}) {
 		if n := pl.reject(pl.index.Release(key, pl.now()).Reject, msg); n > 0 {
 			logger.V(3).Info("Rejected waiting gang members: their Workload was deleted", "gang", key, "rejected", n)
 		}

@@ -8,6 +8,7 @@ package workloadcoscheduling
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -72,6 +73,14 @@ type WorkloadCoscheduling struct {
 	assemblyGrace time.Duration
 	// now is the clock; tests of the pure logic may replace it.
 	now func() time.Time
+	// status writes PodGroups' status once this replica leads: leading
+	// closes at the first scheduling cycle, which only the leader runs.
+	status   *podGroupStatus
+	leading  chan struct{}
+	leadOnce sync.Once
+	// ignoredTold holds the UIDs of the pods told that one of their
+	// references is ignored (tellIgnoredReference).
+	ignoredTold sync.Map
 }
 
 var (
@@ -115,6 +124,8 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 		workloadsServed: served,
 		assemblyGrace:   assemblyGrace,
 		now:             time.Now,
+		status:          newPodGroupStatus(),
+		leading:         make(chan struct{}),
 	}
 	pl.witness = &witness{pl: pl}
 	pl.pdbs = handle.SharedInformerFactory().Policy().V1().PodDisruptionBudgets().Lister()
@@ -132,7 +143,8 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 	}
 	pl.startup.pods = map[string]*v1.Pod{}
 	go pl.reportAfterSync(ctx)
-	go pl.watchPortable(ctx)
+	go pl.watchWhenServed(ctx, workloadref.PortableGroupVersion, "workloads", pl.startPortable)
+	go pl.watchWhenServed(ctx, workloadref.PodGroupGroupVersion, "podgroups", pl.startPodGroups)
 	pl.registerMetrics()
 	go func() {
 		<-ctx.Done()
@@ -232,6 +244,7 @@ func (pl *WorkloadCoscheduling) PreEnqueue(ctx context.Context, pod *v1.Pod) *fw
 	if !ok {
 		return nil
 	}
+	pl.tellIgnoredReference(pod, m.key)
 	if m.reason != nil {
 		pl.tellWaiting(pod, m.key, v1.EventTypeWarning, m.reason.Code, m.reason.Message)
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, m.reason.Message)
@@ -289,6 +302,7 @@ func (pl *WorkloadCoscheduling) gangReady(m membership, pod *v1.Pod) *waitStatus
 // gang cannot be tried now: a sibling's failure started a backoff while this
 // member was already in the queue, or members were deleted since it entered.
 func (pl *WorkloadCoscheduling) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+	pl.leadOnce.Do(func() { close(pl.leading) })
 	m, ok := pl.membershipOf(pod)
 	if !ok || simulating(state) {
 		return nil, nil
@@ -305,6 +319,9 @@ func (pl *WorkloadCoscheduling) PreFilter(ctx context.Context, state fwk.CycleSt
 	}
 	if status := pl.gangReady(m, pod); status != nil {
 		return nil, status.Status
+	}
+	if status := pl.checkMinResources(ctx, pod, m); status != nil {
+		return nil, status
 	}
 	if !m.policy.Topology.IsZero() {
 		return pl.placeGang(ctx, pod, m)

@@ -48,7 +48,25 @@ const (
 	// ReasonInvalidTopology: a topology annotation of the Workload is
 	// ignored.
 	ReasonInvalidTopology = "InvalidTopology"
+	// ReasonReferenceIgnored: the pod references gangs of more than one
+	// API; it belongs to the first of spec.workloadRef, the portable
+	// annotations and the PodGroup label, and the others are ignored.
+	ReasonReferenceIgnored = "GangReferenceIgnored"
 )
+
+// tellIgnoredReference tells the user, once per pod, that a pod with more
+// than one kind of reference belongs to the gang of the strongest only.
+func (pl *WorkloadCoscheduling) tellIgnoredReference(pod *v1.Pod, key gang.Key) {
+	ignored := gang.IgnoredReference(pod)
+	if ignored == "" {
+		return
+	}
+	if _, told := pl.ignoredTold.LoadOrStore(pod.UID, struct{}{}); told {
+		return
+	}
+	pl.sched.EventRecorder().Eventf(pod, nil, v1.EventTypeWarning, ReasonReferenceIgnored, "Scheduling",
+		"the pod references more than one gang: it belongs to gang %s; ignored: %s", key, ignored)
+}
 
 // tellWaiting records an event on the pod, once per change of reason, so a
 // user reads with `kubectl describe pod` why it is pending. While the

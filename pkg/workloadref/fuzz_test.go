@@ -102,7 +102,7 @@ func FuzzResolve(f *testing.F) {
 			}
 		}
 		key, ok := gang.KeyOf(pod)
-		if !ok || key.Workload != name || key.PodGroup != podGroup || key.ReplicaKey != replicaKey || key.Portable != portable {
+		if !ok || key.Workload != name || key.PodGroup != podGroup || key.ReplicaKey != replicaKey || (key.Source == gang.SourcePortable) != portable {
 			t.Errorf("KeyOf(%+v) = %+v, %v", pod.Spec.WorkloadRef, key, ok)
 		}
 	})

@@ -45,6 +45,9 @@ type Policy struct {
 	// Topology is where the gang's members land together; nil for
 	// anywhere. Shared by the gangs of the podGroup: never modified.
 	Topology *Topology
+	// MinResources is the least a PodGroup's gang needs in all (its
+	// spec.minResources), or nil. Shared: never modified.
+	MinResources v1.ResourceList
 }
 
 // IsGang reports whether the pods are placed all-or-nothing.
@@ -83,6 +86,7 @@ type entry struct {
 	name          string
 	groups        []group
 	permitTimeout time.Duration
+	minResources  v1.ResourceList
 }
 
 type group struct {
@@ -164,11 +168,22 @@ func (s *source) get(key gang.WorkloadKey) *entry {
 }
 
 // Resolver keeps the Workloads the informers deliver, built-in and portable,
-// so that resolving a pod on the scheduling hot path is a map lookup that
-// allocates nothing. Both kinds resolve to the same Policy; the gang key
-// says which kind a pod references.
+// and the PodGroups, so that resolving a pod on the scheduling hot path is a
+// map lookup that allocates nothing. All resolve to the same Policy; the
+// gang key says which kind a pod references.
 type Resolver struct {
-	native, portable source
+	native, portable, podGroups source
+}
+
+// sourceOf is where the resolver keeps the objects of a gang's source.
+func (r *Resolver) sourceOf(s gang.Source) *source {
+	switch s {
+	case gang.SourcePortable:
+		return &r.portable
+	case gang.SourcePodGroup:
+		return &r.podGroups
+	}
+	return &r.native
 }
 
 // New returns a resolver. When the API server does not serve the built-in
@@ -179,6 +194,7 @@ func New(served bool, lister schedulinglisters.WorkloadLister) *Resolver {
 	r := &Resolver{}
 	r.native.workloads = map[gang.WorkloadKey]*entry{}
 	r.portable.workloads = map[gang.WorkloadKey]*entry{}
+	r.podGroups.workloads = map[gang.WorkloadKey]*entry{}
 	r.native.served.Store(served)
 	if lister != nil {
 		lookup := func(namespace, name string) *entry {
@@ -223,22 +239,18 @@ func (r *Resolver) DeleteWorkload(w *schedulingv1alpha1.Workload) {
 // SetPortableWorkload records a portable Workload the informer added or
 // updated.
 func (r *Resolver) SetPortableWorkload(w *wcsv1alpha1.Workload) {
-	r.portable.set(gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Portable: true}, portableEntry(w))
+	r.portable.set(gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Source: gang.SourcePortable}, portableEntry(w))
 }
 
 // DeletePortableWorkload forgets a portable Workload the informer deleted.
 func (r *Resolver) DeletePortableWorkload(w *wcsv1alpha1.Workload) {
-	r.portable.delete(gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Portable: true})
+	r.portable.delete(gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Source: gang.SourcePortable})
 }
 
 // Workload returns the Workload of the gang, built-in or portable, as an
 // object to report events on, or nil.
 func (r *Resolver) Workload(key gang.Key) runtime.Object {
-	src := &r.native
-	if key.Portable {
-		src = &r.portable
-	}
-	if e := src.get(key.WorkloadKey()); e != nil {
+	if e := r.sourceOf(key.Source).get(key.WorkloadKey()); e != nil {
 		return e.object
 	}
 	return nil
@@ -254,15 +266,17 @@ func (r *Resolver) Resolve(pod *v1.Pod) (Policy, *Reason) {
 // ResolveKey returns the policy of the gang's podGroup, or the Reason its
 // pods must wait.
 func (r *Resolver) ResolveKey(key gang.Key) (Policy, *Reason) {
-	src := &r.native
-	if key.Portable {
+	switch key.Source {
+	case gang.SourcePodGroup:
+		return r.resolvePodGroup(key)
+	case gang.SourcePortable:
 		if reason := checkAnnotations(key); reason != nil {
 			return Policy{}, reason
 		}
-		src = &r.portable
 	}
+	src := r.sourceOf(key.Source)
 	if !src.served.Load() {
-		if key.Portable {
+		if key.Source == gang.SourcePortable {
 			return Policy{}, &Reason{Code: PortableAPINotServed, Message: fmt.Sprintf(
 				"the API server does not serve %s Workloads, so Workload %q of annotation %s cannot be read "+
 					"(install their CustomResourceDefinition: kubectl apply -f manifests/crds/)",
@@ -293,7 +307,7 @@ func (r *Resolver) ResolveKey(key gang.Key) (Policy, *Reason) {
 }
 
 func referrer(key gang.Key) string {
-	if key.Portable {
+	if key.Source == gang.SourcePortable {
 		return "annotation " + gang.WorkloadAnnotation
 	}
 	return "spec.workloadRef"

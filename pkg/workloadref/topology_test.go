@@ -71,7 +71,7 @@ func TestPortableTopologyFields(t *testing.T) {
 			{Name: "ps", Policy: gangPolicy},
 		}},
 	})
-	key := gang.Key{Namespace: "ns", Workload: "job", PodGroup: "workers", Portable: true}
+	key := gang.Key{Namespace: "ns", Workload: "job", PodGroup: "workers", Source: gang.SourcePortable}
 	p, reason := r.ResolveKey(key)
 	if reason != nil || !reflect.DeepEqual(p.Topology, &Topology{Required: "rack", Preferred: []string{"host"}}) {
 		t.Fatalf("workers: %+v, %v; want its own constraints", p.Topology, reason)

@@ -6,6 +6,7 @@ import (
 	fmt "fmt"
 	http "net/http"
 
+	schedulerpluginsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/pkg/generated/clientset/versioned/typed/schedulerplugins/v1alpha1"
 	schedulingv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/pkg/generated/clientset/versioned/typed/scheduling/v1alpha1"
 	discovery "k8s.io/client-go/discovery"
 	rest "k8s.io/client-go/rest"
@@ -14,13 +15,20 @@ import (
 
 type Interface interface {
 	Discovery() discovery.DiscoveryInterface
+	SchedulerPluginsV1alpha1() schedulerpluginsv1alpha1.SchedulerPluginsV1alpha1Interface
 	SchedulingV1alpha1() schedulingv1alpha1.SchedulingV1alpha1Interface
 }
 
 // Clientset contains the clients for groups.
 type Clientset struct {
 	*discovery.DiscoveryClient
-	schedulingV1alpha1 *schedulingv1alpha1.SchedulingV1alpha1Client
+	schedulerPluginsV1alpha1 *schedulerpluginsv1alpha1.SchedulerPluginsV1alpha1Client
+	schedulingV1alpha1       *schedulingv1alpha1.SchedulingV1alpha1Client
+}
+
+// SchedulerPluginsV1alpha1 retrieves the SchedulerPluginsV1alpha1Client
+func (c *Clientset) SchedulerPluginsV1alpha1() schedulerpluginsv1alpha1.SchedulerPluginsV1alpha1Interface {
+	return c.schedulerPluginsV1alpha1
 }
 
 // SchedulingV1alpha1 retrieves the SchedulingV1alpha1Client
@@ -72,6 +80,10 @@ func NewForConfigAndClient(c *rest.Config, httpClient *http.Client) (*Clientset,
 
 	var cs Clientset
 	var err error
+	cs.schedulerPluginsV1alpha1, err = schedulerpluginsv1alpha1.NewForConfigAndClient(&configShallowCopy, httpClient)
+	if err != nil {
+		return nil, err
+	}
 	cs.schedulingV1alpha1, err = schedulingv1alpha1.NewForConfigAndClient(&configShallowCopy, httpClient)
 	if err != nil {
 		return nil, err
@@ -97,6 +109,7 @@ func NewForConfigOrDie(c *rest.Config) *Clientset {
 // New creates a new Clientset for the given RESTClient.
 func New(c rest.Interface) *Clientset {
 	var cs Clientset
+	cs.schedulerPluginsV1alpha1 = schedulerpluginsv1alpha1.New(c)
 	cs.schedulingV1alpha1 = schedulingv1alpha1.New(c)
 
 	cs.DiscoveryClient = discovery.NewDiscoveryClient(c)

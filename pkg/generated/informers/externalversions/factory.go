@@ -9,6 +9,7 @@ import (
 
 	versioned "github.com/workload-coscheduling/workload-coscheduling/pkg/generated/clientset/versioned"
 	internalinterfaces "github.com/workload-coscheduling/workload-coscheduling/pkg/generated/informers/externalversions/internalinterfaces"
+	schedulerplugins "github.com/workload-coscheduling/workload-coscheduling/pkg/generated/informers/externalversions/schedulerplugins"
 	scheduling "github.com/workload-coscheduling/workload-coscheduling/pkg/generated/informers/externalversions/scheduling"
 	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtime "k8s.io/apimachinery/pkg/runtime"
@@ -239,7 +240,12 @@ type SharedInformerFactory interface {
 	// client.
 	InformerFor(obj runtime.Object, newFunc internalinterfaces.NewInformerFunc) cache.SharedIndexInformer
 
+	SchedulerPlugins() schedulerplugins.Interface
 	Scheduling() scheduling.Interface
+}
+
+func (f *sharedInformerFactory) SchedulerPlugins() schedulerplugins.Interface {
+	return schedulerplugins.New(f, f.namespace, f.tweakListOptions)
 }
 
 func (f *sharedInformerFactory) Scheduling() scheduling.Interface {

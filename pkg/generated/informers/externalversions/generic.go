@@ -5,6 +5,7 @@ package externalversions
 import (
 	fmt "fmt"
 
+	schedulerpluginsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/schedulerplugins/v1alpha1"
 	v1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/scheduling/v1alpha1"
 	schema "k8s.io/apimachinery/pkg/runtime/schema"
 	cache "k8s.io/client-go/tools/cache"
@@ -39,6 +40,10 @@ func (f *sharedInformerFactory) ForResource(resource schema.GroupVersionResource
 	// Group=scheduling.workload-coscheduling.io, Version=v1alpha1
 	case v1alpha1.SchemeGroupVersion.WithResource("workloads"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Scheduling().V1alpha1().Workloads().Informer()}, nil
+
+		// Group=scheduling.x-k8s.io, Version=v1alpha1
+	case schedulerpluginsv1alpha1.SchemeGroupVersion.WithResource("podgroups"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.SchedulerPlugins().V1alpha1().PodGroups().Informer()}, nil
 
 	}
 

@@ -4,6 +4,8 @@ package fake
 
 import (
 	clientset "github.com/workload-coscheduling/workload-coscheduling/pkg/generated/clientset/versioned"
+	schedulerpluginsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/pkg/generated/clientset/versioned/typed/schedulerplugins/v1alpha1"
+	fakeschedulerpluginsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/pkg/generated/clientset/versioned/typed/schedulerplugins/v1alpha1/fake"
 	schedulingv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/pkg/generated/clientset/versioned/typed/scheduling/v1alpha1"
 	fakeschedulingv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/pkg/generated/clientset/versioned/typed/scheduling/v1alpha1/fake"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -78,6 +80,11 @@ var (
 	_ clientset.Interface = &Clientset{}
 	_ testing.FakeClient  = &Clientset{}
 )
+
+// SchedulerPluginsV1alpha1 retrieves the SchedulerPluginsV1alpha1Client
+func (c *Clientset) SchedulerPluginsV1alpha1() schedulerpluginsv1alpha1.SchedulerPluginsV1alpha1Interface {
+	return &fakeschedulerpluginsv1alpha1.FakeSchedulerPluginsV1alpha1{Fake: &c.Fake}
+}
 
 // SchedulingV1alpha1 retrieves the SchedulingV1alpha1Client
 func (c *Clientset) SchedulingV1alpha1() schedulingv1alpha1.SchedulingV1alpha1Interface {
