@@ -27,23 +27,9 @@ func (pl *WorkloadCoscheduling) startPodGroups(ctx context.Context, logger klog.
 	factory := wcsinformers.NewSharedInformerFactory(client, 0)
 	podGroups := factory.SchedulerPlugins().V1alpha1().PodGroups()
 	_, err := podGroups.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj interface{}) {
-			pg := obj.(*spv1alpha1.PodGroup)
-			pl.resolver.SetPodGroup(pg)
-			pl.checkPodGroup(pg)
-			pl.wakeGangsOf(logger, podGroupKey(pg), "PodGroup added")
-			pl.status.touch(podGroupKey(pg))
-		},
+		AddFunc: func(obj interface{}) { pl.podGroupAdded(logger, obj.(*spv1alpha1.PodGroup)) },
 		UpdateFunc: func(oldObj, newObj interface{}) {
-			old, pg := oldObj.(*spv1alpha1.PodGroup), newObj.(*spv1alpha1.PodGroup)
-			if old.Generation == pg.Generation && equality.Semantic.DeepEqual(old.Annotations, pg.Annotations) {
-				return // its status, which this plugin writes
-			}
-			pl.resolver.SetPodGroup(pg)
-			pl.checkPodGroup(pg)
-			// A smaller minMember may complete a quorum now.
-			pl.wakeGangsOf(logger, podGroupKey(pg), "PodGroup changed")
-			pl.status.touch(podGroupKey(pg))
+			pl.podGroupUpdated(logger, oldObj.(*spv1alpha1.PodGroup), newObj.(*spv1alpha1.PodGroup))
 		},
 		DeleteFunc: func(obj interface{}) {
 			pg, ok := obj.(*spv1alpha1.PodGroup)
@@ -68,6 +54,26 @@ func (pl *WorkloadCoscheduling) startPodGroups(ctx context.Context, logger klog.
 	pl.activateSource(logger, gang.SourcePodGroup, "PodGroups served")
 	go pl.status.run(ctx, pl.handle.ClientSet(), client, podGroups.Lister(), pl.leading)
 	return nil
+}
+
+// podGroupAdded records the PodGroup, then wakes the gang that waited for it.
+func (pl *WorkloadCoscheduling) podGroupAdded(logger klog.Logger, pg *spv1alpha1.PodGroup) {
+	pl.resolver.SetPodGroup(pg)
+	pl.checkPodGroup(pg)
+	pl.wakeGangsOf(logger, podGroupKey(pg), "PodGroup added")
+	pl.status.touch(podGroupKey(pg))
+}
+
+// podGroupUpdated records a changed spec: a new minMember applies to the
+// gang's next attempt, and a smaller one may complete its quorum now.
+func (pl *WorkloadCoscheduling) podGroupUpdated(logger klog.Logger, old, pg *spv1alpha1.PodGroup) {
+	if old.Generation == pg.Generation && equality.Semantic.DeepEqual(old.Annotations, pg.Annotations) {
+		return // its status, which this plugin writes
+	}
+	pl.resolver.SetPodGroup(pg)
+	pl.checkPodGroup(pg)
+	pl.wakeGangsOf(logger, podGroupKey(pg), "PodGroup changed")
+	pl.status.touch(podGroupKey(pg))
 }
 
 func podGroupKey(pg *spv1alpha1.PodGroup) gang.WorkloadKey {
