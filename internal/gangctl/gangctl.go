@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/kubectl/pkg/cmd/get"
 
+	spv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/schedulerplugins/v1alpha1"
 	wcsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/scheduling/v1alpha1"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gangview"
@@ -145,7 +146,8 @@ func clientFor(config *genericclioptions.ConfigFlags) (Clients, string, error) {
 	return c, ns, err
 }
 
-// Clients read Workloads of both APIs, pods and events.
+// Clients read Workloads of both APIs, PodGroups (Portable), pods and
+// events.
 type Clients struct {
 	Kube     kubernetes.Interface
 	Portable versioned.Interface
@@ -198,12 +200,26 @@ func List(ctx context.Context, c Clients, ns, selector string) (gangview.Workloa
 	if err != nil && !apierrors.IsNotFound(err) {
 		return workloads, nil, nil, fmt.Errorf("listing portable Workloads: %w", err)
 	}
+	err = eachPage(ctx, opts, func(opts metav1.ListOptions) (string, error) {
+		l, err := c.Portable.SchedulerPluginsV1alpha1().PodGroups(ns).List(ctx, opts)
+		if err != nil {
+			return "", err
+		}
+		workloads.PodGroups = append(workloads.PodGroups, l.Items...)
+		return l.Continue, nil
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return workloads, nil, nil, fmt.Errorf("listing PodGroups: %w", err)
+	}
 	selected := map[gang.WorkloadKey]bool{}
 	for _, w := range workloads.Native {
 		selected[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name}] = true
 	}
 	for _, w := range workloads.Portable {
 		selected[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Source: gang.SourcePortable}] = true
+	}
+	for _, pg := range workloads.PodGroups {
+		selected[gang.WorkloadKey{Namespace: pg.Namespace, Name: pg.Name, Source: gang.SourcePodGroup}] = true
 	}
 	var pods []v1.Pod
 	members := map[types.NamespacedName]bool{}
@@ -232,7 +248,8 @@ func List(ctx context.Context, c Clients, ns, selector string) (gangview.Workloa
 		for _, e := range l.Items {
 			r := e.Regarding
 			about := types.NamespacedName{Namespace: r.Namespace, Name: r.Name}
-			if (r.Kind == "Pod" && members[about]) || (r.Kind == "Workload" && (selector == "" || selectedName(selected, about))) {
+			if (r.Kind == "Pod" && members[about]) || (r.Kind == "Workload" && (selector == "" || selectedName(selected, about))) ||
+				(r.Kind == "PodGroup" && (selector == "" || selected[gang.WorkloadKey{Namespace: about.Namespace, Name: about.Name, Source: gang.SourcePodGroup}])) {
 				events = append(events, e)
 			}
 		}
@@ -287,7 +304,8 @@ func read(ctx context.Context, c Clients, ns, workload, selector string) (*snaps
 	members := pods
 	if workload != "" {
 		found := slices.ContainsFunc(workloads.Native, func(w schedulingv1alpha1.Workload) bool { return w.Name == workload }) ||
-			slices.ContainsFunc(workloads.Portable, func(w wcsv1alpha1.Workload) bool { return w.Name == workload })
+			slices.ContainsFunc(workloads.Portable, func(w wcsv1alpha1.Workload) bool { return w.Name == workload }) ||
+			slices.ContainsFunc(workloads.PodGroups, func(pg spv1alpha1.PodGroup) bool { return pg.Name == workload })
 		members = slices.DeleteFunc(members, func(p v1.Pod) bool {
 			key, ok := gang.KeyOf(&p)
 			return !ok || key.Workload != workload
@@ -320,6 +338,18 @@ func describeWorkload(out io.Writer, ns, name string, snap *snapshot) error {
 		if w.Name == name {
 			spec := w.Spec.BuiltIn()
 			groups = append(groups, podGroupLines(&spec, " (portable)", topology)...)
+		}
+	}
+	for _, pg := range snap.workloads.PodGroups {
+		if pg.Name == name {
+			policy := fmt.Sprintf("gang, minMember %d", pg.Spec.MinMember)
+			if pg.Spec.MinMember < 2 {
+				policy = fmt.Sprintf("basic, minMember %d", pg.Spec.MinMember)
+			}
+			if len(pg.Spec.MinResources) > 0 {
+				policy += ", minResources " + resourceList(pg.Spec.MinResources)
+			}
+			groups = append(groups, fmt.Sprintf("  -\t%s (scheduler-plugins PodGroup, %s)", policy, phaseOf(pg.Status.Phase)))
 		}
 	}
 	if len(groups) == 0 {
@@ -368,7 +398,7 @@ func writeEvents(out io.Writer, workload string, snap *snapshot) error {
 	var events []eventsv1.Event
 	for _, e := range snap.events {
 		r := e.Regarding
-		if (r.Kind == "Workload" && r.Name == workload) || (r.Kind == "Pod" && snap.members[r.Name]) {
+		if ((r.Kind == "Workload" || r.Kind == "PodGroup") && r.Name == workload) || (r.Kind == "Pod" && snap.members[r.Name]) {
 			events = append(events, e)
 		}
 	}
@@ -403,4 +433,24 @@ func eventTime(e eventsv1.Event) time.Time {
 		return e.DeprecatedLastTimestamp.Time
 	}
 	return e.CreationTimestamp.Time
+}
+
+func resourceList(l v1.ResourceList) string {
+	names := make([]string, 0, len(l))
+	for name := range l {
+		names = append(names, string(name))
+	}
+	slices.Sort(names)
+	for i, name := range names {
+		q := l[v1.ResourceName(name)]
+		names[i] = name + "=" + q.String()
+	}
+	return strings.Join(names, ",")
+}
+
+func phaseOf(phase spv1alpha1.PodGroupPhase) string {
+	if phase == "" {
+		return "phase not written yet"
+	}
+	return "phase " + string(phase)
 }

@@ -36,8 +36,12 @@ func gangObject(g gangview.Gang, created time.Time, labels map[string]string) *u
 		name += "/" + g.Key.ReplicaKey
 	}
 	api := "scheduling.k8s.io/v1alpha1"
-	if g.Key.Source == gang.SourcePortable {
+	switch g.Key.Source {
+	case gang.SourcePortable:
 		api = "scheduling.workload-coscheduling.io/v1alpha1"
+	case gang.SourcePodGroup:
+		// A PodGroup is the gang: its name alone.
+		name, api = g.Key.Workload, "scheduling.x-k8s.io/v1alpha1"
 	}
 	policy := "Basic"
 	if g.IsGang {
@@ -46,8 +50,10 @@ func gangObject(g gangview.Gang, created time.Time, labels map[string]string) *u
 	spec := map[string]interface{}{
 		"workload":    g.Key.Workload,
 		"workloadAPI": api,
-		"podGroup":    g.Key.PodGroup,
 		"policy":      policy,
+	}
+	if g.Key.PodGroup != "" {
+		spec["podGroup"] = g.Key.PodGroup
 	}
 	if g.Key.ReplicaKey != "" {
 		spec["replicaKey"] = g.Key.ReplicaKey
@@ -122,9 +128,12 @@ func gangTable(rows []gangview.Gang, objs []*unstructured.Unstructured, wide boo
 		case g.State == gangview.WaitingForWorkload:
 			policy = "?"
 		}
-		api := "built-in"
-		if g.Key.Source == gang.SourcePortable {
+		api, podGroup := "built-in", g.Key.PodGroup
+		switch g.Key.Source {
+		case gang.SourcePortable:
 			api = "portable"
+		case gang.SourcePodGroup:
+			api, podGroup = "podgroup", "-"
 		}
 		reason := g.Reason
 		if !wide && len([]rune(reason)) > reasonWidth {
@@ -135,7 +144,7 @@ func gangTable(rows []gangview.Gang, objs []*unstructured.Unstructured, wide boo
 			age = duration.HumanDuration(now.Sub(ts.Time))
 		}
 		table.Rows = append(table.Rows, metav1.TableRow{
-			Cells:  []interface{}{g.Key.Workload, g.Key.PodGroup, replica, policy, present, int64(g.Bound), int64(g.Running), int64(g.Succeeded + g.Failed), string(g.State), age, api, reason},
+			Cells:  []interface{}{g.Key.Workload, podGroup, replica, policy, present, int64(g.Bound), int64(g.Running), int64(g.Succeeded + g.Failed), string(g.State), age, api, reason},
 			Object: runtime.RawExtension{Object: objs[i]},
 		})
 	}
@@ -194,6 +203,9 @@ func viewObjects(rows []gangview.Gang, pods []v1.Pod, workloads gangview.Workloa
 	}
 	for _, w := range workloads.Portable {
 		meta[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Source: gang.SourcePortable}] = workloadMeta{w.CreationTimestamp.Time, w.Labels}
+	}
+	for _, pg := range workloads.PodGroups {
+		meta[gang.WorkloadKey{Namespace: pg.Namespace, Name: pg.Name, Source: gang.SourcePodGroup}] = workloadMeta{pg.CreationTimestamp.Time, pg.Labels}
 	}
 	first := map[gang.Key]time.Time{}
 	for i := range pods {

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/kubectl/pkg/cmd/get"
 
+	spv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/schedulerplugins/v1alpha1"
 	wcsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/scheduling/v1alpha1"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gangview"
@@ -77,10 +78,10 @@ var errWatchEnded = errors.New("a watch ended")
 
 // watches are the open watches of a namespace; a nil one is of an API the
 // server does not serve.
-type watches struct{ pods, events, native, portable watch.Interface }
+type watches struct{ pods, events, native, portable, podGroups watch.Interface }
 
 func (w watches) stop() {
-	for _, wi := range []watch.Interface{w.pods, w.events, w.native, w.portable} {
+	for _, wi := range []watch.Interface{w.pods, w.events, w.native, w.portable, w.podGroups} {
 		if wi != nil {
 			wi.Stop()
 		}
@@ -106,22 +107,28 @@ func (c Clients) openWatches(ctx context.Context, ns, selector string) (watches,
 		w.stop()
 		return w, err
 	}
+	if w.podGroups, err = c.Portable.SchedulerPluginsV1alpha1().PodGroups(ns).Watch(ctx, opts); err != nil && !apierrors.IsNotFound(err) {
+		w.stop()
+		return w, err
+	}
 	return w, nil
 }
 
 // watchState is what the view is built from, kept current by the watches:
 // gang members, the events about them and the Workloads.
 type watchState struct {
-	selector string
-	pods     map[types.UID]v1.Pod
-	events   map[types.UID]eventsv1.Event
-	native   map[types.UID]schedulingv1alpha1.Workload
-	portable map[types.UID]wcsv1alpha1.Workload
+	selector  string
+	pods      map[types.UID]v1.Pod
+	events    map[types.UID]eventsv1.Event
+	native    map[types.UID]schedulingv1alpha1.Workload
+	portable  map[types.UID]wcsv1alpha1.Workload
+	podGroups map[types.UID]spv1alpha1.PodGroup
 }
 
 func newWatchState(workloads gangview.Workloads, pods []v1.Pod, events []eventsv1.Event, selector string) *watchState {
 	s := &watchState{selector: selector, pods: map[types.UID]v1.Pod{}, events: map[types.UID]eventsv1.Event{},
-		native: map[types.UID]schedulingv1alpha1.Workload{}, portable: map[types.UID]wcsv1alpha1.Workload{}}
+		native: map[types.UID]schedulingv1alpha1.Workload{}, portable: map[types.UID]wcsv1alpha1.Workload{},
+		podGroups: map[types.UID]spv1alpha1.PodGroup{}}
 	for _, p := range pods {
 		s.pods[p.UID] = p
 	}
@@ -133,6 +140,9 @@ func newWatchState(workloads gangview.Workloads, pods []v1.Pod, events []eventsv
 	}
 	for _, w := range workloads.Portable {
 		s.portable[w.UID] = w
+	}
+	for _, pg := range workloads.PodGroups {
+		s.podGroups[pg.UID] = pg
 	}
 	return s
 }
@@ -150,7 +160,7 @@ func (s *watchState) follow(ctx context.Context, w watches, show func() error) e
 		}
 		return wi.ResultChan()
 	}
-	pods, events, native, portable := channel(w.pods), channel(w.events), channel(w.native), channel(w.portable)
+	pods, events, native, portable, podGroups := channel(w.pods), channel(w.events), channel(w.native), channel(w.portable), channel(w.podGroups)
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	dirty := false
@@ -172,6 +182,7 @@ func (s *watchState) follow(ctx context.Context, w watches, show func() error) e
 		case e, ok = <-events:
 		case e, ok = <-native:
 		case e, ok = <-portable:
+		case e, ok = <-podGroups:
 		}
 		if !ok || e.Type == watch.Error {
 			return errWatchEnded
@@ -195,7 +206,7 @@ func (s *watchState) apply(e watch.Event) bool {
 			s.pods[o.UID] = *o
 		}
 	case *eventsv1.Event:
-		if gone || (o.Regarding.Kind != "Pod" && o.Regarding.Kind != "Workload") {
+		if gone || (o.Regarding.Kind != "Pod" && o.Regarding.Kind != "Workload" && o.Regarding.Kind != "PodGroup") {
 			return false
 		}
 		s.events[o.UID] = *o
@@ -211,6 +222,12 @@ func (s *watchState) apply(e watch.Event) bool {
 		} else {
 			s.portable[o.UID] = *o
 		}
+	case *spv1alpha1.PodGroup:
+		if gone {
+			delete(s.podGroups, o.UID)
+		} else {
+			s.podGroups[o.UID] = *o
+		}
 	default:
 		return false
 	}
@@ -218,8 +235,16 @@ func (s *watchState) apply(e watch.Event) bool {
 }
 
 func (s *watchState) selected(w gang.WorkloadKey) bool {
-	if w.Source == gang.SourcePortable {
+	switch w.Source {
+	case gang.SourcePortable:
 		for _, x := range s.portable {
+			if x.Namespace == w.Namespace && x.Name == w.Name {
+				return true
+			}
+		}
+		return false
+	case gang.SourcePodGroup:
+		for _, x := range s.podGroups {
 			if x.Namespace == w.Namespace && x.Name == w.Name {
 				return true
 			}
@@ -241,6 +266,9 @@ func (s *watchState) workloads() gangview.Workloads {
 	}
 	for _, x := range s.portable {
 		w.Portable = append(w.Portable, x)
+	}
+	for _, x := range s.podGroups {
+		w.PodGroups = append(w.PodGroups, x)
 	}
 	return w
 }

@@ -18,6 +18,7 @@ import (
 	schedulingv1alpha1 "k8s.io/api/scheduling/v1alpha1"
 	"k8s.io/apimachinery/pkg/types"
 
+	spv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/schedulerplugins/v1alpha1"
 	wcsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/scheduling/v1alpha1"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
 )
@@ -73,14 +74,16 @@ func (g Gang) Partial() bool {
 	return g.IsGang && g.Bound > 0 && g.Bound < int(g.MinCount)
 }
 
-// Workloads are the Workloads of both APIs.
+// Workloads are the Workloads of both APIs and scheduler-plugins'
+// PodGroups: the objects gangs come from.
 type Workloads struct {
-	Native   []schedulingv1alpha1.Workload
-	Portable []wcsv1alpha1.Workload
+	Native    []schedulingv1alpha1.Workload
+	Portable  []wcsv1alpha1.Workload
+	PodGroups []spv1alpha1.PodGroup
 }
 
 // Build groups the pods that reference a Workload (by spec.workloadRef or
-// the portable annotations) into gangs, and reads their policy from the
+// the portable annotations) or a PodGroup (by its label) into gangs, and reads their policy from the
 // Workloads and their reason from the events. Pods being deleted are left
 // out. Rows come sorted by key.
 func Build(workloads Workloads, pods []v1.Pod, events []eventsv1.Event) []Gang {
@@ -126,6 +129,14 @@ func Build(workloads Workloads, pods []v1.Pod, events []eventsv1.Event) []Gang {
 	for _, w := range workloads.Portable {
 		spec := w.Spec.BuiltIn()
 		minCounts[gang.WorkloadKey{Namespace: w.Namespace, Name: w.Name, Source: gang.SourcePortable}] = minCountsOf(&spec)
+	}
+	for _, pg := range workloads.PodGroups {
+		// A minMember below 2 places each pod on its own (workloadref).
+		minCount := pg.Spec.MinMember
+		if minCount < 2 {
+			minCount = 0
+		}
+		minCounts[gang.WorkloadKey{Namespace: pg.Namespace, Name: pg.Name, Source: gang.SourcePodGroup}] = map[string]int32{"": minCount}
 	}
 	out := make([]Gang, 0, len(rows))
 	for _, row := range rows {

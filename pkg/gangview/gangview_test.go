@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	spv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/schedulerplugins/v1alpha1"
 	wcsv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/scheduling/v1alpha1"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
 )
@@ -201,5 +202,34 @@ func TestBuildPortable(t *testing.T) {
 	}
 	if len(rows) != 2 || rows[0] != want[0] || rows[1] != want[1] {
 		t.Errorf("got %+v\nwant %+v", rows, want)
+	}
+}
+
+func TestBuildPodGroups(t *testing.T) {
+	podGroup := func(name string, minMember int32) spv1alpha1.PodGroup {
+		return spv1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Spec: spv1alpha1.PodGroupSpec{MinMember: minMember}}
+	}
+	labelled := func(name, podGroup, node string, phase v1.PodPhase) v1.Pod {
+		p := member(name, "", node, phase)
+		p.Spec.WorkloadRef = nil
+		p.Labels = map[string]string{gang.PodGroupLabel: podGroup}
+		return p
+	}
+	rows := Build(Workloads{Native: []schedulingv1alpha1.Workload{workload("w", gangGroup("g", 1))},
+		PodGroups: []spv1alpha1.PodGroup{podGroup("w", 2), podGroup("solo", 1)}},
+		[]v1.Pod{labelled("a", "w", "n1", v1.PodRunning), labelled("b", "w", "", v1.PodPending),
+			labelled("s", "solo", "n2", v1.PodRunning), labelled("x", "missing", "", v1.PodPending)}, nil)
+	want := []Gang{
+		{Key: gang.Key{Namespace: "ns", Workload: "missing", Source: gang.SourcePodGroup}, Present: 1, State: WaitingForWorkload},
+		{Key: gang.Key{Namespace: "ns", Workload: "solo", Source: gang.SourcePodGroup}, Present: 1, Bound: 1, Running: 1, State: Running},
+		{Key: gang.Key{Namespace: "ns", Workload: "w", Source: gang.SourcePodGroup}, IsGang: true, MinCount: 2, Present: 2, Bound: 1, Running: 1, State: Binding},
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("got %+v\nwant %+v", rows, want)
+	}
+	for i := range want {
+		if rows[i] != want[i] {
+			t.Errorf("row %d: got %+v\nwant %+v", i, rows[i], want[i])
+		}
 	}
 }
