@@ -104,7 +104,8 @@ func setupKind() {
 			manager := helm.New(cfg.KubeconfigFile()).WithPath(filepath.Join(repoRoot, "bin", "helm"))
 			err := manager.RunInstall(helm.WithName("workload-coscheduling"), helm.WithNamespace("kube-system"),
 				helm.WithChart(filepath.Join(repoRoot, "charts", "workload-coscheduling")),
-				helm.WithArgs("--set", "image.repository="+repo, "--set", "image.tag="+tag, "--set", "image.pullPolicy=Never"),
+				helm.WithArgs("--set", "image.repository="+repo, "--set", "image.tag="+tag, "--set", "image.pullPolicy=Never",
+					"--set", "podGroups.installCRD=true"),
 				helm.WithWait(), helm.WithTimeout("3m"))
 			return ctx, err
 		},

@@ -60,6 +60,9 @@ type cluster struct {
 	// portable makes the helpers create portable Workloads (the CRD) and
 	// pods that reference them by annotations.
 	portable bool
+	// podGroups makes them create scheduler-plugins PodGroups and pods
+	// labelled into them (podGroupMode).
+	podGroups *podGroupMode
 }
 
 // portableClient is a client of portable Workloads: JSON, which custom
@@ -308,11 +311,14 @@ var metav1ListAll = metav1.ListOptions{}
 
 func (c *cluster) createPod(t *testing.T, ns string, p podSpec) *v1.Pod {
 	t.Helper()
+	if c.podGroups != nil && p.workload != "" {
+		c.ensurePodGroup(t, ns, p)
+	}
 	created, err := c.client.CoreV1().Pods(ns).Create(context.Background(), c.podObject(ns, p), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.workload != "" && !c.portable && !p.portable && created.Spec.WorkloadRef == nil {
+	if p.workload != "" && !c.portable && !p.portable && c.podGroups == nil && created.Spec.WorkloadRef == nil {
 		t.Fatalf("the API server dropped spec.workloadRef of pod %s: is its GenericWorkload gate on?", p.name)
 	}
 	return created
@@ -345,6 +351,10 @@ func (c *cluster) podObject(ns string, p podSpec) *v1.Pod {
 		pod.Spec.SchedulingGates = []v1.PodSchedulingGate{{Name: "test.workload-coscheduling.io/never"}}
 	}
 	if p.workload == "" {
+		return pod
+	}
+	if c.podGroups != nil {
+		pod.Labels = map[string]string{gang.PodGroupLabel: podGroupName(p.workload, p.replicaKey)}
 		return pod
 	}
 	if c.portable || p.portable || p.both {
@@ -381,6 +391,10 @@ func (c *cluster) createWorkloadAnnotated(t *testing.T, ns, name string, annotat
 			pg.Policy.Basic = &schedulingv1alpha1.BasicSchedulingPolicy{}
 		}
 		w.Spec.PodGroups = append(w.Spec.PodGroups, pg)
+	}
+	if c.podGroups != nil {
+		c.podGroups.workload(t, c, ns, name, annotations, groups...)
+		return
 	}
 	if c.portable {
 		c.createPortableWorkload(t, ns, name, annotations, groups...)

@@ -122,7 +122,11 @@ var lifecycleCases = []clusterCase{
 
 		c.createWorkloadAnnotated(t, ns, "long", map[string]string{workloadref.PermitWaitingTimeAnnotation: "3600"},
 			podGroup{name: "workers", minCount: 2})
-		note = c.waitEvent(t, ns, "long", "InvalidPermitWaitingTime", "15m0s is used")
+		reason := "InvalidPermitWaitingTime"
+		if c.podGroups != nil { // the annotation is the PodGroup's scheduleTimeoutSeconds
+			reason = "InvalidScheduleTimeout"
+		}
+		note = c.waitEvent(t, ns, "long", reason, "15m0s is used")
 		t.Logf("event: %s", note)
 	}},
 }
