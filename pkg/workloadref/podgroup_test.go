@@ -90,3 +90,15 @@ func TestResolvePodGroup(t *testing.T) {
 		t.Fatalf("a built-in Workload's gang resolved to %T", obj)
 	}
 }
+
+// The topology annotations of a Workload work on a PodGroup too.
+func TestPodGroupTopology(t *testing.T) {
+	r := New(true, nil)
+	r.ServePodGroups(nil)
+	r.SetPodGroup(&spv1alpha1.PodGroup{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "job",
+		Annotations: map[string]string{TopologyRequiredAnnotation: "example.com/rack"}}, Spec: spv1alpha1.PodGroupSpec{MinMember: 2}})
+	policy, reason := r.ResolveKey(gang.Key{Namespace: "ns", Workload: "job", Source: gang.SourcePodGroup})
+	if reason != nil || policy.Topology.IsZero() || policy.Topology.String() != "required example.com/rack" {
+		t.Fatalf("policy %+v (topology %v), reason %v", policy, policy.Topology, reason)
+	}
+}
