@@ -16,7 +16,8 @@ import (
 // TestPortableMode is the spec on an API server without the alpha Workload
 // API (the GenericWorkload gate off, as on managed control planes): portable
 // Workloads (the CRD) and pods that reference them by annotations. Every
-// reference case runs as it does against the built-in API.
+// reference case and every lifecycle case runs as it does against the
+// built-in API.
 func TestPortableMode(t *testing.T) {
 	c := startCluster(t)
 	installCRDs(t, c)
@@ -26,6 +27,11 @@ func TestPortableMode(t *testing.T) {
 		if strings.HasPrefix(tc.name, "bad plugin args") {
 			continue // not about references
 		}
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, c) })
+	}
+	// The gang lifecycle through portable Workloads: with TestWorkloadCoscheduling
+	// and TestPodGroups, one table, three sources.
+	for _, tc := range lifecycleCases {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, c) })
 	}
 	t.Run("an invalid reference waits with an event naming the annotation", func(t *testing.T) {
