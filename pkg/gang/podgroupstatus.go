@@ -1,6 +1,9 @@
 package gang
 
 import (
+	"slices"
+	"strings"
+
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -23,8 +26,9 @@ import (
 // the job ended do not move the group back to Pending. Unknown (part of a
 // gang placed, the rest unplaceable) is never the case:
 // no gang is left partly placed. scheduleStartTime is set when the group
-// first leaves Pending and kept; occupiedBy names the controller of the
-// first pod that has one, as namespace/name, and is kept once set.
+// first leaves Pending and kept; occupiedBy names the owners of the first
+// pod that has any, as Coscheduling's controller does (namespace/name, sorted,
+// comma-separated), and is kept once set.
 func PodGroupStatus(pg *spv1alpha1.PodGroup, pods []*v1.Pod, now metav1.Time) spv1alpha1.PodGroupStatus {
 	if pg.Status.Phase == spv1alpha1.PodGroupFinished || pg.Status.Phase == spv1alpha1.PodGroupFailed {
 		return pg.Status
@@ -47,10 +51,8 @@ func PodGroupStatus(pg *spv1alpha1.PodGroup, pods []*v1.Pod, now metav1.Time) sp
 		case v1.PodFailed:
 			status.Failed++
 		}
-		if status.OccupiedBy == "" {
-			if owner := metav1.GetControllerOf(pod); owner != nil {
-				status.OccupiedBy = pod.Namespace + "/" + owner.Name
-			}
+		if status.OccupiedBy == "" && len(pod.OwnerReferences) > 0 {
+			status.OccupiedBy = occupiedBy(pod)
 		}
 	}
 	minMember := max(pg.Spec.MinMember, 1)
@@ -70,4 +72,13 @@ func PodGroupStatus(pg *spv1alpha1.PodGroup, pods []*v1.Pod, now metav1.Time) sp
 		status.ScheduleStartTime = now
 	}
 	return status
+}
+
+func occupiedBy(pod *v1.Pod) string {
+	refs := make([]string, 0, len(pod.OwnerReferences))
+	for _, owner := range pod.OwnerReferences {
+		refs = append(refs, pod.Namespace+"/"+owner.Name)
+	}
+	slices.Sort(refs)
+	return strings.Join(refs, ",")
 }

@@ -21,7 +21,7 @@ func TestPodGroupStatus(t *testing.T) {
 		return pods
 	}
 	owned := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", OwnerReferences: []metav1.OwnerReference{
-		{Kind: "Job", Name: "train", Controller: func() *bool { b := true; return &b }()}}}}
+		{Kind: "Job", Name: "train"}, {Kind: "RayCluster", Name: "ray"}}}}
 	deleting := &v1.Pod{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &now}, Status: v1.PodStatus{Phase: v1.PodRunning}}
 	P, R, S, F := v1.PodPending, v1.PodRunning, v1.PodSucceeded, v1.PodFailed
 	for _, tc := range []struct {
@@ -47,8 +47,8 @@ func TestPodGroupStatus(t *testing.T) {
 		{name: "finished stays finished when its pods go", minMem: 2,
 			old:  spv1alpha1.PodGroupStatus{Phase: spv1alpha1.PodGroupFinished, Succeeded: 2, ScheduleStartTime: earlier},
 			want: spv1alpha1.PodGroupStatus{Phase: spv1alpha1.PodGroupFinished, Succeeded: 2, ScheduleStartTime: earlier}},
-		{name: "occupiedBy is the controller of the pods", minMem: 1, pods: []*v1.Pod{owned},
-			want: spv1alpha1.PodGroupStatus{Phase: spv1alpha1.PodGroupScheduling, OccupiedBy: "ns/train", ScheduleStartTime: now}},
+		{name: "occupiedBy names the owners of the pods", minMem: 1, pods: append(phases(P), owned),
+			want: spv1alpha1.PodGroupStatus{Phase: spv1alpha1.PodGroupScheduling, OccupiedBy: "ns/ray,ns/train", ScheduleStartTime: now}},
 		{name: "minMember 0 is a gang of one", minMem: 0, pods: phases(R),
 			want: spv1alpha1.PodGroupStatus{Phase: spv1alpha1.PodGroupRunning, Running: 1, ScheduleStartTime: now}},
 	} {
