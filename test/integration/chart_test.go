@@ -28,6 +28,8 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
+
+	spv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/schedulerplugins/v1alpha1"
 )
 
 const chartDir = "../../charts/workload-coscheduling"
@@ -258,6 +260,10 @@ func TestChart(t *testing.T) {
 			{authorizationv1.ResourceAttributes{Verb: "watch", Group: "scheduling.k8s.io", Resource: "workloads"}, true},
 			{authorizationv1.ResourceAttributes{Verb: "watch", Group: "scheduling.workload-coscheduling.io", Resource: "workloads"}, true},
 			{authorizationv1.ResourceAttributes{Verb: "update", Group: "scheduling.workload-coscheduling.io", Resource: "workloads", Namespace: "ml"}, false},
+			{authorizationv1.ResourceAttributes{Verb: "watch", Group: "scheduling.x-k8s.io", Resource: "podgroups"}, true},
+			{authorizationv1.ResourceAttributes{Verb: "update", Group: "scheduling.x-k8s.io", Resource: "podgroups", Subresource: "status", Namespace: "ml"}, true},
+			{authorizationv1.ResourceAttributes{Verb: "update", Group: "scheduling.x-k8s.io", Resource: "podgroups", Namespace: "ml"}, false},
+			{authorizationv1.ResourceAttributes{Verb: "delete", Group: "scheduling.x-k8s.io", Resource: "podgroups", Namespace: "ml"}, false},
 			{authorizationv1.ResourceAttributes{Verb: "create", Group: "events.k8s.io", Resource: "events", Namespace: "ml"}, true},
 			{authorizationv1.ResourceAttributes{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system", Name: "workload-coscheduling"}, true},
 			{authorizationv1.ResourceAttributes{Verb: "get", Resource: "configmaps", Namespace: "kube-system", Name: "extension-apiserver-authentication"}, true},
@@ -290,6 +296,9 @@ func TestChart(t *testing.T) {
 	})
 
 	t.Run("the scheduler from the chart, as its ServiceAccount, schedules a gang", func(t *testing.T) {
+		// PodGroups too: their CRD from the chart, so the scheduler reads
+		// them and writes their status with the chart's RBAC.
+		installPodGroupCRDFromChart(t, c)
 		cm, err := c.client.CoreV1().ConfigMaps("kube-system").Get(context.Background(), "workload-coscheduling", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -314,6 +323,12 @@ func TestChart(t *testing.T) {
 		c.createWorkload(t, ns, "job", podGroup{name: "workers", minCount: 2})
 		c.createGang(t, ns, "job", "workers", "", "w", 2, "1")
 		c.waitBound(t, ns, 60*time.Second, "w-0", "w-1")
+
+		pgNs := c.namespace(t)
+		c.addNodes(t, pgNs, 2, "1")
+		c.createPodGroup(t, pgNs, "job", spv1alpha1.PodGroupSpec{MinMember: 2})
+		c.waitBound(t, pgNs, 60*time.Second, c.labelled(t, pgNs, "job", "w", 2)...)
+		c.waitPodGroupRow(t, pgNs, "job", "Scheduling 2 0 0 0")
 
 		lease, err := c.client.CoordinationV1().Leases("kube-system").Get(context.Background(), "workload-coscheduling", metav1.GetOptions{})
 		if err != nil {

@@ -104,7 +104,13 @@ func (c *cluster) createPodGroup(t *testing.T, ns, name string, spec spv1alpha1.
 // it with podGroups.installCRD=true, and waits until it is served.
 func installPodGroupCRDFromChart(t *testing.T, c *cluster) {
 	t.Helper()
-	values := filepath.Join(t.TempDir(), "values.yaml")
+	// Not t.TempDir(): helm splits -f on commas, which subtests' names have.
+	dir, err := os.MkdirTemp("", "podgroup-values")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	values := filepath.Join(dir, "values.yaml")
 	if err := os.WriteFile(values, []byte("podGroups:\n  installCRD: true\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +129,7 @@ func installPodGroupCRDFromChart(t *testing.T, c *cluster) {
 	if _, err := client.Create(context.Background(), &typed, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		_, err := c.podGroupClient().PodGroups("default").List(ctx, metav1.ListOptions{})
 		return err == nil, nil
 	})
