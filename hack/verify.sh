@@ -26,7 +26,8 @@ for mod in go.mod hack/tools/go.mod hack/tools/docs/go.mod hack/tools/image/go.m
 done
 
 generated() {
-  { find apis -name 'zz_generated.*'; find pkg/generated manifests/crds charts/workload-coscheduling/crds -type f; } | sort | xargs sha256sum
+  { find apis -name 'zz_generated.*'; find pkg/generated manifests/crds manifests/podgroup-crd charts/workload-coscheduling/crds \
+      charts/workload-coscheduling/files -type f; } | sort | xargs sha256sum
 }
 before=$(generated)
 hack/update-codegen.sh
