@@ -74,7 +74,7 @@ type WorkloadCoscheduling struct {
 	// now is the clock; tests of the pure logic may replace it.
 	now func() time.Time
 	// status writes PodGroups' status once this replica leads: leading
-	// closes at the first scheduling cycle, which only the leader runs.
+	// closes when it does (leader.go).
 	status   *podGroupStatus
 	leading  chan struct{}
 	leadOnce sync.Once
@@ -302,7 +302,7 @@ func (pl *WorkloadCoscheduling) gangReady(m membership, pod *v1.Pod) *waitStatus
 // gang cannot be tried now: a sibling's failure started a backoff while this
 // member was already in the queue, or members were deleted since it entered.
 func (pl *WorkloadCoscheduling) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
-	pl.leadOnce.Do(func() { close(pl.leading) })
+	pl.markLeading()
 	m, ok := pl.membershipOf(pod)
 	if !ok || simulating(state) {
 		return nil, nil

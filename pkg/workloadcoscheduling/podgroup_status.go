@@ -26,8 +26,7 @@ const statusBatch = time.Second
 
 // podGroupStatus keeps the status of PodGroups current, as Coscheduling's
 // controller does (gang.PodGroupStatus has the rules). Only the leader
-// writes: it starts at the first scheduling cycle, which only the leader
-// runs. It reads its own informer of the labelled pods, since the
+// writes: it starts when this replica leads (leader.go). It reads its own informer of the labelled pods, since the
 // scheduler's leaves out finished ones, and marks a PodGroup dirty on any
 // change of them; every statusBatch it writes the dirty PodGroups whose
 // status differs.

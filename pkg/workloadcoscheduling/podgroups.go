@@ -52,6 +52,7 @@ func (pl *WorkloadCoscheduling) startPodGroups(ctx context.Context, logger klog.
 	pl.resolver.ServePodGroups(podGroups.Lister())
 	logger.Info("Watching PodGroups")
 	pl.activateSource(logger, gang.SourcePodGroup, "PodGroups served")
+	go pl.watchElection(ctx)
 	go pl.status.run(ctx, pl.handle.ClientSet(), client, podGroups.Lister(), pl.leading)
 	return nil
 }

@@ -318,15 +318,19 @@ func TestChart(t *testing.T) {
 			waitHTTPSOK(t, fmt.Sprintf("https://127.0.0.1:%d%s", port, path), 60*time.Second)
 		}
 
+		// Before it schedules anything, the new leader keeps PodGroups'
+		// status: it knows it leads from its elector.
+		pgNs := c.namespace(t)
+		c.createPodGroup(t, pgNs, "job", spv1alpha1.PodGroupSpec{MinMember: 2})
+		c.waitPodGroupRow(t, pgNs, "job", "Pending 2 0 0 0")
+
 		ns := c.namespace(t)
 		c.addNodes(t, ns, 2, "1")
 		c.createWorkload(t, ns, "job", podGroup{name: "workers", minCount: 2})
 		c.createGang(t, ns, "job", "workers", "", "w", 2, "1")
 		c.waitBound(t, ns, 60*time.Second, "w-0", "w-1")
 
-		pgNs := c.namespace(t)
 		c.addNodes(t, pgNs, 2, "1")
-		c.createPodGroup(t, pgNs, "job", spv1alpha1.PodGroupSpec{MinMember: 2})
 		c.waitBound(t, pgNs, 60*time.Second, c.labelled(t, pgNs, "job", "w", 2)...)
 		c.waitPodGroupRow(t, pgNs, "job", "Scheduling 2 0 0 0")
 

@@ -266,6 +266,10 @@ var podGroupCases = []clusterCase{
 		if out := c.kubectlGang(t, ns, "list", "-o", "name"); strings.TrimSpace(out) != "gang.kubectl-gang.workload-coscheduling.io/job" {
 			t.Errorf("kubectl gang list -o name: %q", out)
 		}
+		out = c.kubectlGang(t, ns, "describe", "job")
+		if !strings.Contains(out, "gang, minMember 2 (scheduler-plugins PodGroup, phase") || !strings.Contains(out, "podgroup") {
+			t.Errorf("kubectl gang describe job:\n%s", out)
+		}
 	}},
 }
 
