@@ -326,7 +326,13 @@ func read(ctx context.Context, c Clients, ns, workload, selector string) (*snaps
 // describeWorkload prints the Workload's podGroups, its gangs and the latest
 // events of the Workload and its members.
 func describeWorkload(out io.Writer, ns, name string, snap *snapshot) error {
-	fmt.Fprintf(out, "Workload:   %s\nNamespace:  %s\n", name, ns)
+	kind := "Workload"
+	if !slices.ContainsFunc(snap.workloads.Native, func(w schedulingv1alpha1.Workload) bool { return w.Name == name }) &&
+		!slices.ContainsFunc(snap.workloads.Portable, func(w wcsv1alpha1.Workload) bool { return w.Name == name }) &&
+		slices.ContainsFunc(snap.workloads.PodGroups, func(pg spv1alpha1.PodGroup) bool { return pg.Name == name }) {
+		kind = "PodGroup"
+	}
+	fmt.Fprintf(out, "%-11s %s\nNamespace:  %s\n", kind+":", name, ns)
 	var groups []string
 	topology := topologyOf(snap, name)
 	for _, w := range snap.workloads.Native {

@@ -256,7 +256,8 @@ func WriteTable(w io.Writer, rows []Gang, opts TableOptions) error {
 		if g.State != Running && g.State != Succeeded {
 			reason = cut(g.Reason, opts.MaxReason)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", g.Key.Workload, g.Key.PodGroup,
+		// A PodGroup is its own gang: no podGroup of a Workload.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", g.Key.Workload, cmp.Or(g.Key.PodGroup, "-"),
 			cmp.Or(g.Key.ReplicaKey, "-"), policy, present, g.Bound, g.Running, g.Succeeded, g.State, reason)
 	}
 	return tw.Flush()

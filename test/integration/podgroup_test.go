@@ -267,7 +267,7 @@ var podGroupCases = []clusterCase{
 			t.Errorf("kubectl gang list -o name: %q", out)
 		}
 		out = c.kubectlGang(t, ns, "describe", "job")
-		if !strings.Contains(out, "gang, minMember 2 (scheduler-plugins PodGroup, phase") || !strings.Contains(out, "podgroup") {
+		if !strings.Contains(out, "PodGroup:   job") || !strings.Contains(out, "gang, minMember 2 (scheduler-plugins PodGroup, phase") {
 			t.Errorf("kubectl gang describe job:\n%s", out)
 		}
 	}},
