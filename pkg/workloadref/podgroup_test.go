@@ -1,7 +1,6 @@
 package workloadref
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -72,14 +71,7 @@ func TestResolvePodGroup(t *testing.T) {
 				}
 				return
 			}
-			if reason == nil || reason.Code != tc.wantCode {
-				t.Fatalf("reason = %v, want one with code %s", reason, tc.wantCode)
-			}
-			for _, s := range tc.wantInMsg {
-				if !strings.Contains(reason.Message, s) {
-					t.Errorf("message %q does not contain %s", reason.Message, s)
-				}
-			}
+			wantReason(t, reason, tc.wantCode, tc.wantInMsg...)
 		})
 	}
 	// A PodGroup is no Workload of the same name.

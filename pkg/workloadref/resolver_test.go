@@ -66,14 +66,7 @@ func TestResolve(t *testing.T) {
 				}
 				return
 			}
-			if reason == nil || reason.Code != tc.wantCode {
-				t.Fatalf("reason = %v, want one with code %s", reason, tc.wantCode)
-			}
-			for _, s := range tc.wantInMsg {
-				if !strings.Contains(reason.Message, s) {
-					t.Errorf("message %q does not contain %s", reason.Message, s)
-				}
-			}
+			wantReason(t, reason, tc.wantCode, tc.wantInMsg...)
 		})
 	}
 }
@@ -180,14 +173,21 @@ func TestResolvePortable(t *testing.T) {
 				}
 				return
 			}
-			if reason == nil || reason.Code != tc.wantCode {
-				t.Fatalf("reason = %v, want one with code %s", reason, tc.wantCode)
-			}
-			for _, s := range tc.wantInMsg {
-				if !strings.Contains(reason.Message, s) {
-					t.Errorf("message %q does not contain %s", reason.Message, s)
-				}
-			}
+			wantReason(t, reason, tc.wantCode, tc.wantInMsg...)
 		})
+	}
+}
+
+// wantReason checks the reason to wait has the code and its message says
+// each of inMsg.
+func wantReason(t *testing.T, reason *Reason, code string, inMsg ...string) {
+	t.Helper()
+	if reason == nil || reason.Code != code {
+		t.Fatalf("reason = %v, want one with code %s", reason, code)
+	}
+	for _, s := range inMsg {
+		if !strings.Contains(reason.Message, s) {
+			t.Errorf("message %q does not contain %s", reason.Message, s)
+		}
 	}
 }

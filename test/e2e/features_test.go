@@ -58,18 +58,7 @@ func TestJobRunsAsOneGang(t *testing.T) {
 			create(ctx, t, c, ns, gangWorkload("training", "workers", 4))
 			// Parallelism 3 of a gang of 4: a scheduler without gangs would
 			// start all three.
-			job := gangJob("workers", "training", "workers", "", 4, "100m")
-			job.Spec.Parallelism = ptr.To[int32](3)
-			create(ctx, t, c, ns, job)
-			poll(ctx, t, 30*time.Second, "the Job's 3 pods", func() (bool, error) {
-				return len(jobPods(ctx, t, c, ns, "workers")) == 3, nil
-			})
-			neverBound(ctx, t, c, ns, "workers", 3*time.Second)
-			patch := []byte(`{"spec":{"parallelism":4}}`)
-			if _, err := c.BatchV1().Jobs(ns).Patch(ctx, "workers", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			waitJobComplete(ctx, t, c, ns, "workers", 4)
+			threeThenFour(ctx, t, c, ns, gangJob("workers", "training", "workers", "", 4, "100m"))
 			return ctx
 		}).
 		Teardown(deleteNamespace).Feature()
@@ -285,6 +274,23 @@ func neverBound(ctx context.Context, t *testing.T, c kubernetes.Interface, ns, j
 			return
 		}
 	}
+}
+
+// threeThenFour runs a Job of 4 members of a gang of 4 at parallelism 3 and
+// checks none binds, then raises it to 4 and waits for the Job to complete.
+func threeThenFour(ctx context.Context, t *testing.T, c kubernetes.Interface, ns string, job *batchv1.Job) {
+	t.Helper()
+	job.Spec.Parallelism = ptr.To[int32](3)
+	create(ctx, t, c, ns, job)
+	poll(ctx, t, 30*time.Second, "the Job's 3 pods", func() (bool, error) {
+		return len(jobPods(ctx, t, c, ns, job.Name)) == 3, nil
+	})
+	neverBound(ctx, t, c, ns, job.Name, 3*time.Second)
+	patch := []byte(`{"spec":{"parallelism":4}}`)
+	if _, err := c.BatchV1().Jobs(ns).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitJobComplete(ctx, t, c, ns, job.Name, 4)
 }
 
 // waitEvent waits for an event with the reason on some pod of the Job.

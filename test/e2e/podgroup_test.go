@@ -12,10 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
 	"sigs.k8s.io/e2e-framework/pkg/features"
 	"sigs.k8s.io/yaml"
@@ -43,17 +41,7 @@ func TestJobWithPodGroupLabel(t *testing.T) {
 			job := gangJob("workers", "", "", "", 4, "100m")
 			job.Spec.Template.Spec.WorkloadRef = nil
 			job.Spec.Template.Labels = map[string]string{spv1alpha1.PodGroupLabel: "training"}
-			job.Spec.Parallelism = ptr.To[int32](3)
-			create(ctx, t, c, ns, job)
-			poll(ctx, t, 30*time.Second, "the Job's 3 pods", func() (bool, error) {
-				return len(jobPods(ctx, t, c, ns, "workers")) == 3, nil
-			})
-			neverBound(ctx, t, c, ns, "workers", 3*time.Second)
-			patch := []byte(`{"spec":{"parallelism":4}}`)
-			if _, err := c.BatchV1().Jobs(ns).Patch(ctx, "workers", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			waitJobComplete(ctx, t, c, ns, "workers", 4)
+			threeThenFour(ctx, t, c, ns, job)
 			poll(ctx, t, 30*time.Second, "the PodGroup's phase Finished", func() (bool, error) {
 				got, err := podGroups.SchedulerPluginsV1alpha1().PodGroups(ns).Get(ctx, "training", metav1.GetOptions{})
 				if err != nil {
