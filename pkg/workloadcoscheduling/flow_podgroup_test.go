@@ -155,3 +155,24 @@ func TestFlowPodGroupScheduleTimeout(t *testing.T) {
 		}
 	}
 }
+
+// Labels can change: a pod relabelled into another PodGroup leaves its old
+// gang, as a portable pod whose annotations change does.
+func TestFlowPodGroupRelabelled(t *testing.T) {
+	f := newFlow(t)
+	f.podGroup("a", 2, nil)
+	f.podGroup("b", 2, nil)
+	before, other := podGroupPod("p", "a"), podGroupPod("q", "b")
+	f.add(before, other)
+	after := before.DeepCopy()
+	after.Labels[gang.PodGroupLabel] = "b"
+	f.update(before, after)
+	if c := f.counts(before); c.Present != 0 {
+		t.Fatalf("PodGroup a still counts the pod: %+v", c)
+	}
+	if c := f.counts(after); c.Present != 2 {
+		t.Fatalf("PodGroup b counts %+v, want both pods", c)
+	}
+	f.wantCode("p waits", f.cycle(after, "n1"), fwk.Wait)
+	f.wantCode("q admits gang b", f.cycle(other, "n2"), fwk.Success)
+}
