@@ -75,8 +75,13 @@ func (a *activations) take() []string {
 	return pods
 }
 
-// newFlow builds the flow; nodes, when given, are the scheduling snapshot.
-func newFlow(t testing.TB, nodes ...*v1.Node) *flow {
+// newFlow builds the flow of the leader; nodes, when given, are the
+// scheduling snapshot.
+func newFlow(t testing.TB, nodes ...*v1.Node) *flow { return newFlowOf(t, true, nodes...) }
+
+// newFlowOf builds the flow of the leader or, with leading false, of a
+// standby (leader.go), whose handlers have synced.
+func newFlowOf(t testing.TB, leading bool, nodes ...*v1.Node) *flow {
 	// The framework instruments its plugins with the scheduler's metrics.
 	schedulermetrics.Register()
 	logger, ctx := ktesting.NewTestContext(t)
@@ -122,11 +127,14 @@ func newFlow(t testing.TB, nodes ...*v1.Node) *flow {
 	f.pl = pluginOf(t, fh)
 	f.pl.now = func() time.Time { return f.now }
 	f.pl.assemblyGrace = 0
+	if leading {
+		f.pl.markLeading()
+	}
 	f.informers.Start(ctx.Done())
 	f.informers.WaitForCacheSync(ctx.Done())
 	// The plugin reports nothing until its handlers have synced.
 	deadline := time.Now().Add(5 * time.Second)
-	for !f.synced() {
+	for leading && !f.synced() || !leading && !f.handlersSynced() {
 		if time.Now().After(deadline) {
 			t.Fatalf("the plugin's handlers never synced")
 		}
@@ -143,6 +151,15 @@ func pluginOf(t testing.TB, fh framework.Framework) *WorkloadCoscheduling {
 	}
 	t.Fatalf("the framework has no %s", Name)
 	return nil
+}
+
+func (f *flow) handlersSynced() bool {
+	for _, h := range f.pl.handlers {
+		if !h.HasSynced() {
+			return false
+		}
+	}
+	return true
 }
 
 func (f *flow) synced() bool {

@@ -147,6 +147,7 @@ func (pl *WorkloadCoscheduling) podDeleted(logger klog.Logger, pod *v1.Pod) {
 		return
 	}
 	pl.ignoredTold.Delete(pod.UID)
+	pl.startup.forget(pod)
 	e := pl.index.DeletePod(m.key, pod.UID, m.minCount(), pl.now())
 	why := ""
 	if e.RolledBack {
@@ -202,8 +203,13 @@ type workloadObject interface {
 }
 
 // checkAnnotations tells the user, on the Workload, when its Permit timeout
-// annotation is ignored or clamped, or a topology annotation ignored.
+// annotation is ignored or clamped, or a topology annotation ignored. Only
+// the leader tells (leader.go); it checks every Workload it knows when it
+// starts to lead.
 func (pl *WorkloadCoscheduling) checkAnnotations(w workloadObject) {
+	if !pl.isLeading() {
+		return
+	}
 	if _, problem := workloadref.PermitTimeoutOf(w); problem != "" {
 		pl.sched.EventRecorder().Eventf(w, nil, v1.EventTypeWarning, ReasonInvalidPermitWaitingTime, "Scheduling", problem)
 	}

@@ -12,9 +12,13 @@ import (
 	_ "k8s.io/component-base/metrics/prometheus/clientgo/leaderelection" // the elector's gauge, as the binary registers it
 )
 
-// electedHere follows client-go's elector through the gauge the binary
-// registers: 0 while it waits for the lease, 1 once it holds it.
-func TestElectedHere(t *testing.T) {
+// electionState follows client-go's elector through the gauge the binary
+// registers: none before the elector starts, 0 while it waits for the
+// lease, 1 once it holds it.
+func TestElectionState(t *testing.T) {
+	if elector, elected := electionState(); elector || elected {
+		t.Fatalf("before any elector: elector %v, elected %v", elector, elected)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	client := fake.NewClientset()
@@ -40,8 +44,8 @@ func TestElectedHere(t *testing.T) {
 	}
 	go elector.Run(ctx)
 	time.Sleep(300 * time.Millisecond)
-	if electedHere() {
-		t.Fatalf("a standby reads as elected")
+	if elector, elected := electionState(); !elector || elected {
+		t.Fatalf("a standby: elector %v, elected %v", elector, elected)
 	}
 	// The other replica goes: its lease is released.
 	if err := lock.Update(ctx, resourcelock.LeaderElectionRecord{LeaseDurationSeconds: 1, AcquireTime: now, RenewTime: now}); err != nil {
@@ -52,7 +56,7 @@ func TestElectedHere(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the elector never took the lease")
 	}
-	if !electedHere() {
+	if _, elected := electionState(); !elected {
 		t.Fatalf("the leader does not read as elected")
 	}
 }

@@ -58,7 +58,8 @@ type WorkloadCoscheduling struct {
 	pods cache.Indexer
 	// handlers are the plugin's informer handlers; until they have synced,
 	// the index and the resolver are still filling and a waiting reason may
-	// be wrong, so none is reported: see tellWaiting.
+	// be wrong, so none is reported; nor while the replica does not lead:
+	// see tellWaiting.
 	handlers []cache.ResourceEventHandlerRegistration
 	startup  startupReports
 	// pdbs lists PodDisruptionBudgets, which preemption respects.
@@ -142,6 +143,7 @@ func New(ctx context.Context, obj runtime.Object, handle fwk.Handle) (fwk.Plugin
 		return nil, err
 	}
 	pl.startup.pods = map[string]*v1.Pod{}
+	go pl.watchElection(ctx)
 	go pl.reportAfterSync(ctx)
 	go pl.watchWhenServed(ctx, workloadref.PortableGroupVersion, "workloads", pl.startPortable)
 	go pl.watchWhenServed(ctx, workloadref.PodGroupGroupVersion, "podgroups", pl.startPodGroups)

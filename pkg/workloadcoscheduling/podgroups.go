@@ -52,7 +52,6 @@ func (pl *WorkloadCoscheduling) startPodGroups(ctx context.Context, logger klog.
 	pl.resolver.ServePodGroups(podGroups.Lister())
 	logger.Info("Watching PodGroups")
 	pl.activateSource(logger, gang.SourcePodGroup, "PodGroups served")
-	go pl.watchElection(ctx)
 	go pl.status.run(ctx, pl.handle.ClientSet(), client, podGroups.Lister(), pl.leading)
 	return nil
 }
@@ -83,8 +82,12 @@ func podGroupKey(pg *spv1alpha1.PodGroup) gang.WorkloadKey {
 
 // checkPodGroup tells the user, on the PodGroup, when its
 // scheduleTimeoutSeconds is ignored or clamped, or a topology annotation
-// ignored.
+// ignored. Only the leader tells (leader.go); it checks every PodGroup it
+// knows when it starts to lead.
 func (pl *WorkloadCoscheduling) checkPodGroup(pg *spv1alpha1.PodGroup) {
+	if !pl.isLeading() {
+		return
+	}
 	if _, problem := workloadref.ScheduleTimeoutOf(pg); problem != "" {
 		pl.sched.EventRecorder().Eventf(pg, nil, v1.EventTypeWarning, ReasonInvalidScheduleTimeout, "Scheduling", problem)
 	}

@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
+	spv1alpha1 "github.com/workload-coscheduling/workload-coscheduling/apis/schedulerplugins/v1alpha1"
 	"github.com/workload-coscheduling/workload-coscheduling/pkg/gang"
 )
 
@@ -71,8 +72,10 @@ func (pl *WorkloadCoscheduling) tellIgnoredReference(pod *v1.Pod, key gang.Key) 
 // tellWaiting records an event on the pod, once per change of reason, so a
 // user reads with `kubectl describe pod` why it is pending. While the
 // scheduler starts, the queue judges pods before the plugin's handlers have
-// delivered every Workload and member, and the reason may be wrong: such a
-// pod is remembered instead, and judged again once the handlers have synced.
+// delivered every Workload and member, and the reason may be wrong; and a
+// standby's queue judges them too (leader.go). Such a pod is remembered
+// instead, and judged again once the handlers have synced and the replica
+// leads.
 func (pl *WorkloadCoscheduling) tellWaiting(pod *v1.Pod, key gang.Key, eventType, reason, msg string) {
 	if pl.startup.hold(pod) {
 		return
@@ -131,15 +134,23 @@ func (pl *WorkloadCoscheduling) tellGangWaiting(pod *v1.Pod, key gang.Key, reaso
 const assemblyGrace = time.Second
 
 // startupReports holds the pods turned away before the plugin's handlers had
-// synced.
+// synced, or while the replica did not lead.
 type startupReports struct {
-	mu     sync.Mutex
+	mu sync.Mutex
+	// synced: the handlers have synced and the replica leads.
 	synced bool
 	pods   map[string]*v1.Pod
 }
 
-// hold remembers the pod and reports true while the handlers have not
-// synced; afterwards it reports false.
+// forget drops a deleted pod held for later.
+func (r *startupReports) forget(pod *v1.Pod) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.pods, pod.Namespace+"/"+pod.Name)
+}
+
+// hold remembers the pod and reports true until the handlers have synced
+// and the replica leads; afterwards it reports false.
 func (r *startupReports) hold(pod *v1.Pod) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -150,8 +161,10 @@ func (r *startupReports) hold(pod *v1.Pod) bool {
 	return true
 }
 
-// reportAfterSync waits for the plugin's handlers to sync, then has the
-// queue judge again, with a full index, the pods turned away meanwhile.
+// reportAfterSync waits for the plugin's handlers to sync and the replica to
+// lead, then has the queue judge again, with a full index, the pods turned
+// away meanwhile, and tells the user of the Workloads' and PodGroups'
+// invalid annotations, which a standby kept to itself.
 func (pl *WorkloadCoscheduling) reportAfterSync(ctx context.Context) {
 	synced := make([]cache.InformerSynced, len(pl.handlers))
 	for i, h := range pl.handlers {
@@ -159,6 +172,19 @@ func (pl *WorkloadCoscheduling) reportAfterSync(ctx context.Context) {
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-pl.leading:
+	}
+	for _, obj := range pl.resolver.Objects() {
+		switch o := obj.(type) {
+		case *spv1alpha1.PodGroup:
+			pl.checkPodGroup(o)
+		case workloadObject:
+			pl.checkAnnotations(o)
+		}
 	}
 	pl.startup.mu.Lock()
 	pl.startup.synced = true

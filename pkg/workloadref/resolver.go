@@ -256,6 +256,19 @@ func (r *Resolver) Workload(key gang.Key) runtime.Object {
 	return nil
 }
 
+// Objects returns the Workloads and PodGroups the informers delivered.
+func (r *Resolver) Objects() []runtime.Object {
+	var objs []runtime.Object
+	for _, src := range []*source{&r.native, &r.portable, &r.podGroups} {
+		src.mu.RLock()
+		for _, e := range src.workloads {
+			objs = append(objs, e.object)
+		}
+		src.mu.RUnlock()
+	}
+	return objs
+}
+
 // Resolve returns the policy of the podGroup the pod references, or the
 // Reason the pod must wait.
 func (r *Resolver) Resolve(pod *v1.Pod) (Policy, *Reason) {

@@ -204,6 +204,19 @@ func testChartAllValuesScheduler(t *testing.T, c *cluster) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
+		// The standby's queue judges pods too; only the leader tells the user
+		// (one event, not one per replica).
+		c.createPod(t, ns, podSpec{name: "lost-0", workload: "nope", podGroup: "workers", scheduler: "gang-scheduler"})
+		c.waitEvent(t, ns, "lost-0", "WorkloadNotFound", `Workload "nope"`)
+		time.Sleep(3 * time.Second)
+		events, err := c.client.EventsV1().Events(ns).List(context.Background(), metav1.ListOptions{
+			FieldSelector: "regarding.name=lost-0,reason=WorkloadNotFound"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events.Items) != 1 {
+			t.Errorf("%d WorkloadNotFound events on the pod from two replicas, want the leader's one", len(events.Items))
+		}
 		dashboard, err := os.ReadFile(filepath.Join(chartDir, "dashboards", "workload-coscheduling.json"))
 		if err != nil {
 			t.Fatal(err)
